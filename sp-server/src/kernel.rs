@@ -1,0 +1,125 @@
+//! The seam between the server and a kernel.
+//!
+//! The server owns connections and the protocol; a [`Kernel`] owns
+//! processes, threads and system calls. While a call runs, the kernel reaches
+//! back to the calling client through a [`ClientPort`]. No lock of the
+//! server's is held while a kernel method runs, and a port method that waits
+//! for the client holds none either.
+
+use sp_proto::abi::{Errno, SysResult};
+use std::sync::Arc;
+
+/// The kernel's handle for a process. Opaque to the server.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct ProcId(pub u64);
+
+/// How a kernel reaches the client of a process, from inside a system call.
+///
+/// Every method may be called from any worker thread; the ones that wait
+/// for the client ([`copyin`](ClientPort::copyin),
+/// [`copyinstr`](ClientPort::copyinstr), [`anonmmap`](ClientPort::anonmmap))
+/// block only the calling thread. Once the connection is gone they fail with
+/// `EFAULT` (copies) or `ENOMEM` (anonmmap) without waiting.
+pub trait ClientPort: Send + Sync {
+    /// Fills `buf` with the client's bytes at `addr`.
+    /// `EFAULT` if the client refuses, answers with the wrong size, or is gone.
+    fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
+
+    /// Reads a NUL-terminated string of at most `maxlen` bytes (NUL
+    /// included) at `addr`; returns it without the NUL. `ENAMETOOLONG` if
+    /// the client's answer has no NUL within `maxlen`; `EFAULT` as for copyin.
+    fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno>;
+
+    /// Stores `data` at `addr` in the client. Does not wait for the client.
+    fn copyout(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
+
+    /// Stores a string (the caller includes its NUL) at `addr` in the client.
+    fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
+
+    /// Asks the client to map `size` bytes of anonymous memory; returns the
+    /// client's address. `ENOMEM` if the client could not.
+    fn anonmmap(&self, size: u64) -> Result<u64, Errno>;
+
+    /// Delivers NetBSD signal `signo` to the client. Does not wait.
+    fn raise(&self, signo: u32) -> Result<(), Errno>;
+}
+
+/// A shared handle to a client port; kernels keep one per process for
+/// signals sent from other processes (`kill`).
+pub type Port = Arc<dyn ClientPort>;
+
+/// A kernel the server can sit in front of.
+///
+/// All methods may be called concurrently from many threads. `syscall` may
+/// block for as long as the call needs (a read of an empty pipe); the server
+/// gives every call its own thread, so a blocked call never stops another.
+pub trait Kernel: Send + Sync + 'static {
+    /// A new guest: a process forked off process 1 with an empty descriptor
+    /// table, named `comm` (without NUL), whose client is `port`.
+    fn spawn_guest(&self, comm: &[u8], port: Port) -> Result<ProcId, Errno>;
+
+    /// Forks `parent` with its descriptor table copied; the child waits,
+    /// unattached, for a fork handshake (or [`Kernel::release`]).
+    fn prefork(&self, parent: ProcId) -> Result<ProcId, Errno>;
+
+    /// Binds a preforked process to a new client. Returns the process the
+    /// connection now speaks for (a kernel may fork once more and release the
+    /// prefork, as the reference does). The prefork id is not used again.
+    fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno>;
+
+    /// Runs system call `sysnum` with argument block `args` on a new thread
+    /// of `proc`. Reaches the caller's client through `port`.
+    fn syscall(&self, proc: ProcId, sysnum: u32, args: &[u8], port: &dyn ClientPort) -> SysResult;
+
+    /// Tells every thread of `proc` to exit: blocked calls wake and return
+    /// (EINTR), and calls made before [`Kernel::execnotify`] are refused.
+    fn lwpexit(&self, proc: ProcId);
+
+    /// After an exec has drained every call: closes the close-on-exec
+    /// descriptors, renames the process to `comm` (without NUL), and lets
+    /// calls run again.
+    fn execnotify(&self, proc: ProcId, comm: &[u8]);
+
+    /// The process's client is gone (or a prefork was never claimed): close
+    /// every descriptor and free the process.
+    fn release(&self, proc: ProcId);
+
+    /// The kernel's pid of a process, for logs.
+    fn pid(&self, proc: ProcId) -> i32;
+}
+
+/// A syscall argument block: one 8-byte little-endian slot per argument.
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a>(pub &'a [u8]);
+
+impl<'a> Args<'a> {
+    /// Slot `i` as an unsigned 64-bit value; `EFAULT` if the block is too
+    /// short (never a read past the bytes received).
+    pub fn u64(&self, i: usize) -> Result<u64, Errno> {
+        let off = i.checked_mul(8).ok_or(Errno::EFAULT)?;
+        let slot = self.0.get(off..off + 8).ok_or(Errno::EFAULT)?;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(slot);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Slot `i` as a C `int` (the low 32 bits, sign-extended).
+    pub fn i32(&self, i: usize) -> Result<i32, Errno> {
+        Ok(self.u64(i)? as u32 as i32)
+    }
+
+    /// Slot `i` as an unsigned C `int` or flags word (the low 32 bits).
+    pub fn u32(&self, i: usize) -> Result<u32, Errno> {
+        Ok(self.u64(i)? as u32)
+    }
+
+    /// Slot `i` as an `off_t` / `ssize_t`.
+    pub fn i64(&self, i: usize) -> Result<i64, Errno> {
+        Ok(self.u64(i)? as i64)
+    }
+
+    /// Slot `i` as a `size_t`, capped to `usize`.
+    pub fn usize(&self, i: usize) -> Result<usize, Errno> {
+        usize::try_from(self.u64(i)?).map_err(|_| Errno::EINVAL)
+    }
+}
