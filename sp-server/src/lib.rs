@@ -1,5 +1,33 @@
-//! The sysproxy server (in progress).
+//! The sysproxy server: serves remote system calls from clients over a
+//! socket to any [`Kernel`] behind the seam in [`kernel`].
+//!
+//! One event-loop thread accepts clients, frames their bytes and answers
+//! handshakes; every system call runs on a worker thread of its own, so a
+//! call that blocks in the kernel never stops another. Sends never block the
+//! loop: each connection has a bounded queue, and a client that stops
+//! reading is dropped when its queue is full.
+//!
+//! ```no_run
+//! use sp_server::{Config, Kernel, Server};
+//! use std::sync::Arc;
+//!
+//! fn serve(kernel: Arc<dyn Kernel>) -> Result<(), sp_server::ServerError> {
+//!     let server = Server::bind("unix:///tmp/sp.sock", kernel, Config::default())?;
+//!     let handle = server.handle(); // handle.shutdown() stops it from anywhere
+//!     # drop(handle);
+//!     server.run()
+//! }
+//! ```
 #![forbid(unsafe_code)]
 
+mod config;
+mod conn;
 pub mod kernel;
+mod pool;
+mod prefork;
+mod server;
+
+pub use config::{Config, IpNet};
 pub use kernel::{Args, ClientPort, Kernel, Port, ProcId};
+pub use pool::PoolStats;
+pub use server::{RunningServer, Server, ServerError, ServerHandle, Stats};

@@ -1,0 +1,374 @@
+//! One client connection as the worker threads see it: the send side with
+//! its bounded queue, the table of kernel threads waiting for the client's
+//! answers, and the process bookkeeping that exec and disconnect need.
+
+use crate::kernel::{ClientPort, Kernel, ProcId};
+use crossbeam_channel::{bounded, Sender};
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use parking_lot::Mutex;
+use sp_proto::{Errno, Message};
+use sp_transport::Stream;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a waiting kernel thread expects as the answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WaitKind {
+    Copyin,
+    Anonmmap,
+}
+
+struct Waiter {
+    kind: WaitKind,
+    tx: Sender<Result<Vec<u8>, Errno>>,
+}
+
+#[derive(Default)]
+struct SendState {
+    /// Bytes not yet written, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    /// Offset into the front buffer already written.
+    front_off: usize,
+    queued: usize,
+    /// Whether WRITABLE interest is registered.
+    want_write: bool,
+    /// Shut the socket down once the queue is empty.
+    close_after_flush: bool,
+    closed: bool,
+}
+
+/// Process bookkeeping of a connection, changed by the loop and the workers.
+#[derive(Default)]
+pub(crate) struct ProcState {
+    pub(crate) proc: Option<ProcId>,
+    /// Syscalls dispatched and not yet answered.
+    pub(crate) inflight: usize,
+    /// An exec waiting for the in-flight calls to drain: (reqno, comm).
+    pub(crate) exec: Option<(u64, Vec<u8>)>,
+    pub(crate) released: bool,
+}
+
+/// The shared half of a connection.
+pub(crate) struct Conn {
+    pub(crate) token: Token,
+    pub(crate) stream: Stream,
+    pub(crate) peer: String,
+    registry: Arc<Registry>,
+    send: Mutex<SendState>,
+    send_limit: usize,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    next_reqno: AtomicU64,
+    pub(crate) dead: AtomicBool,
+    pub(crate) procs: Mutex<ProcState>,
+    /// Process name and pid for log lines, set at handshake.
+    pub(crate) ident: Mutex<(i32, String)>,
+}
+
+impl Conn {
+    pub(crate) fn new(token: Token, stream: Stream, peer: String, registry: Arc<Registry>, send_limit: usize) -> Conn {
+        Conn {
+            token,
+            stream,
+            peer,
+            registry,
+            send: Mutex::new(SendState::default()),
+            send_limit,
+            waiters: Mutex::new(HashMap::new()),
+            next_reqno: AtomicU64::new(0),
+            dead: AtomicBool::new(false),
+            procs: Mutex::new(ProcState::default()),
+            ident: Mutex::new((0, String::new())),
+        }
+    }
+
+    /// "pid 3 (comm) from peer" for log lines.
+    pub(crate) fn describe(&self) -> String {
+        let id = self.ident.lock();
+        if id.0 > 0 {
+            format!("client pid {} ({}) from {}", id.0, id.1, self.peer)
+        } else {
+            format!("client from {} (no handshake)", self.peer)
+        }
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    fn set_interest(&self, write: bool) {
+        let interest = if write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let fd = self.stream.as_raw_fd();
+        if let Err(e) = self.registry.reregister(&mut SourceFd(&fd), self.token, interest) {
+            tracing::debug!("reregister {}: {e}", self.describe());
+        }
+    }
+
+    /// Queues or writes one frame. Never blocks: what the socket does not
+    /// take now is queued, and a queue over the limit ends the connection.
+    pub(crate) fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
+        let enc = msg.encode();
+        self.send_parts(enc.head(), enc.payload)
+    }
+
+    /// Queues or writes `head` then `payload` as one unit.
+    pub(crate) fn send_parts(&self, head: &[u8], payload: &[u8]) -> Result<(), Errno> {
+        let mut st = self.send.lock();
+        if st.closed {
+            return Err(Errno::ENOTCONN);
+        }
+        let mut written = 0;
+        let total = head.len() + payload.len();
+        if st.queue.is_empty() {
+            while written < total {
+                let res = if written < head.len() {
+                    let bufs = [IoSlice::new(&head[written..]), IoSlice::new(payload)];
+                    (&self.stream).write_vectored(&bufs)
+                } else {
+                    (&self.stream).write(&payload[written - head.len()..])
+                };
+                match res {
+                    Ok(0) => return self.fail_send(&mut st, "socket closed"),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.fail_send(&mut st, &e.to_string()),
+                }
+            }
+        }
+        if written < total {
+            let mut rest = Vec::with_capacity(total - written);
+            if written < head.len() {
+                rest.extend_from_slice(&head[written..]);
+                rest.extend_from_slice(payload);
+            } else {
+                rest.extend_from_slice(&payload[written - head.len()..]);
+            }
+            st.queued += rest.len();
+            st.queue.push_back(rest);
+            if st.queued > self.send_limit {
+                let why = format!("send queue over {} bytes (client not reading)", self.send_limit);
+                return self.fail_send(&mut st, &why);
+            }
+            if !st.want_write {
+                st.want_write = true;
+                self.set_interest(true);
+            }
+        } else if st.close_after_flush && st.queue.is_empty() {
+            self.close_now(&mut st);
+        }
+        Ok(())
+    }
+
+    fn fail_send(&self, st: &mut SendState, why: &str) -> Result<(), Errno> {
+        if !st.closed {
+            tracing::warn!("dropping {}: {why}", self.describe());
+        }
+        self.close_now(st);
+        Err(Errno::ENOTCONN)
+    }
+
+    fn close_now(&self, st: &mut SendState) {
+        st.closed = true;
+        st.queue.clear();
+        st.queued = 0;
+        // The event loop sees the hangup and tears the connection down.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Writes queued bytes; called by the loop when the socket is writable.
+    pub(crate) fn flush(&self) {
+        let mut st = self.send.lock();
+        while let Some(front) = st.queue.front() {
+            let off = st.front_off;
+            let front_len = front.len();
+            match (&self.stream).write(&front[off..]) {
+                Ok(0) => {
+                    let _ = self.fail_send(&mut st, "socket closed");
+                    return;
+                }
+                Ok(n) => {
+                    st.queued -= n;
+                    if off + n == front_len {
+                        st.queue.pop_front();
+                        st.front_off = 0;
+                    } else {
+                        st.front_off += n;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = self.fail_send(&mut st, &e.to_string());
+                    return;
+                }
+            }
+        }
+        if st.want_write {
+            st.want_write = false;
+            self.set_interest(false);
+        }
+        if st.close_after_flush {
+            self.close_now(&mut st);
+        }
+    }
+
+    /// Sends `msg` (an ERROR answer), then shuts the connection down once
+    /// it is written.
+    pub(crate) fn send_and_close(&self, msg: &Message<'_>) {
+        let _ = self.send(msg);
+        let mut st = self.send.lock();
+        st.close_after_flush = true;
+        if st.queue.is_empty() && !st.closed {
+            self.close_now(&mut st);
+        }
+    }
+
+    /// Shuts the connection down at once.
+    pub(crate) fn close(&self) {
+        let mut st = self.send.lock();
+        self.close_now(&mut st);
+    }
+
+    /// Hands a client's answer to the kernel thread waiting for it.
+    /// Returns false if nobody waits for `reqno` (the answer is dropped).
+    pub(crate) fn deliver(&self, reqno: u64, kind: Option<WaitKind>, data: &[u8]) -> bool {
+        let Some(w) = self.waiters.lock().remove(&reqno) else { return false };
+        let res = match kind {
+            Some(k) if k == w.kind => Ok(data.to_vec()),
+            // An ERROR frame, or an answer of the wrong type: the copy fails.
+            _ => Err(Errno::EFAULT),
+        };
+        let _ = w.tx.send(res);
+        true
+    }
+
+    /// Fails every waiting copy: the connection is gone.
+    pub(crate) fn wake_all(&self) {
+        for (_, w) in self.waiters.lock().drain() {
+            let _ = w.tx.send(Err(Errno::EFAULT));
+        }
+    }
+
+    /// Sends a request and waits for the client's answer.
+    fn request(&self, kind: WaitKind, make: impl FnOnce(u64) -> Message<'static>) -> Result<Vec<u8>, Errno> {
+        if self.is_dead() {
+            return Err(Errno::EFAULT);
+        }
+        let reqno = self.next();
+        let (tx, rx) = bounded(1);
+        self.waiters.lock().insert(reqno, Waiter { kind, tx });
+        // Checked after registering, so a disconnect cannot slip between.
+        if self.is_dead() || self.send(&make(reqno)).is_err() {
+            self.waiters.lock().remove(&reqno);
+            return Err(Errno::EFAULT);
+        }
+        rx.recv().unwrap_or(Err(Errno::EFAULT))
+    }
+
+    fn next(&self) -> u64 {
+        self.next_reqno.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The port a kernel uses to reach the client of one connection.
+pub(crate) struct ConnPort(pub(crate) Arc<Conn>);
+
+impl ClientPort for ConnPort {
+    fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let len = buf.len() as u64;
+        let data = self.0.request(WaitKind::Copyin, |reqno| {
+            Message::CopyinReq { reqno, string: false, len, addr }
+        })?;
+        // A short or long answer is a bad copy, never a read past the bytes.
+        if data.len() != buf.len() {
+            return Err(Errno::EFAULT);
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
+    }
+
+    fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
+        let len = maxlen as u64;
+        let mut data = self.0.request(WaitKind::Copyin, |reqno| {
+            Message::CopyinReq { reqno, string: true, len, addr }
+        })?;
+        if data.len() > maxlen {
+            return Err(Errno::EFAULT);
+        }
+        match data.iter().position(|&b| b == 0) {
+            Some(nul) => {
+                data.truncate(nul);
+                Ok(data)
+            }
+            None if data.len() == maxlen => Err(Errno::ENAMETOOLONG),
+            None => Err(Errno::EFAULT),
+        }
+    }
+
+    fn copyout(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        if self.0.is_dead() {
+            return Err(Errno::EFAULT);
+        }
+        let reqno = self.0.next();
+        self.0.send(&Message::Copyout { reqno, string: false, addr, data }).map_err(|_| Errno::EFAULT)
+    }
+
+    fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        // The reference sends COPYOUT for both; so do we, for its clients.
+        self.copyout(addr, data)
+    }
+
+    fn anonmmap(&self, size: u64) -> Result<u64, Errno> {
+        let data = self
+            .0
+            .request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq { reqno, size })
+            .map_err(|_| Errno::ENOMEM)?;
+        let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| Errno::ENOMEM)?;
+        match u64::from_le_bytes(bytes) {
+            0 => Err(Errno::ENOMEM),
+            addr => Ok(addr),
+        }
+    }
+
+    fn raise(&self, signo: u32) -> Result<(), Errno> {
+        if self.0.is_dead() {
+            return Err(Errno::ESRCH);
+        }
+        self.0.send(&Message::Raise { reqno: 0, signo }).map_err(|_| Errno::ESRCH)
+    }
+}
+
+/// Finishes what waits on a drained connection: a pending exec, or the
+/// release of a dead connection's process. Call after `inflight` dropped.
+pub(crate) fn after_drain(conn: &Arc<Conn>, kernel: &dyn Kernel) {
+    loop {
+        let mut ps = conn.procs.lock();
+        if ps.inflight > 0 {
+            return;
+        }
+        let Some(proc) = ps.proc else { return };
+        if conn.is_dead() {
+            if ps.released {
+                return;
+            }
+            ps.released = true;
+            ps.exec = None;
+            drop(ps);
+            kernel.release(proc);
+            return;
+        }
+        let Some((reqno, comm)) = ps.exec.take() else { return };
+        drop(ps);
+        kernel.execnotify(proc, &comm);
+        {
+            let mut id = conn.ident.lock();
+            id.1 = String::from_utf8_lossy(&comm).into_owned();
+        }
+        let _ = conn.send(&Message::HandshakeResp { reqno, error: 0 });
+        // Loop: the connection may have died meanwhile.
+    }
+}

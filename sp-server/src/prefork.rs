@@ -1,0 +1,185 @@
+//! The prefork registry: forked processes waiting for their host fork
+//! child to claim them with a cookie.
+//!
+//! Unlike the reference, an unclaimed prefork does not live forever: each
+//! parent connection may hold at most `cap` at once, and each expires after
+//! `ttl`. A prefork outlives its parent's connection (the parent may exit
+//! right after the host fork, as `daemon()` does). Cookies come from the
+//! OS random source and are compared in constant time; the map is keyed by
+//! a secretly keyed hash of the cookie, so lookup timing tells an attacker
+//! nothing about the stored cookies.
+
+use crate::kernel::ProcId;
+use sp_proto::Cookie;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+struct Entry {
+    cookie: Cookie,
+    proc: ProcId,
+    owner: u64,
+    expires: Instant,
+}
+
+/// Why a prefork could not be registered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PreforkError {
+    /// The parent holds `cap` unclaimed preforks already.
+    Cap,
+    /// The OS random source failed.
+    Random,
+}
+
+pub(crate) struct Registry {
+    by_hash: HashMap<u64, Vec<Entry>>,
+    per_owner: HashMap<u64, usize>,
+    hasher: RandomState,
+    cap: usize,
+    ttl: Duration,
+    len: usize,
+}
+
+fn ct_eq(a: &Cookie, b: &Cookie) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+impl Registry {
+    pub(crate) fn new(cap: usize, ttl: Duration) -> Registry {
+        Registry {
+            by_hash: HashMap::new(),
+            per_owner: HashMap::new(),
+            hasher: RandomState::new(),
+            cap,
+            ttl,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether `owner` may register one more.
+    pub(crate) fn has_room(&self, owner: u64) -> bool {
+        self.per_owner.get(&owner).copied().unwrap_or(0) < self.cap
+    }
+
+    /// Registers `proc` for `owner` under a fresh cookie.
+    pub(crate) fn insert(&mut self, owner: u64, proc: ProcId, now: Instant) -> Result<Cookie, PreforkError> {
+        if !self.has_room(owner) {
+            return Err(PreforkError::Cap);
+        }
+        let mut cookie = [0u8; 16];
+        getrandom::fill(&mut cookie).map_err(|_| PreforkError::Random)?;
+        let h = self.hasher.hash_one(cookie);
+        self.by_hash.entry(h).or_default().push(Entry { cookie, proc, owner, expires: now + self.ttl });
+        *self.per_owner.entry(owner).or_default() += 1;
+        self.len += 1;
+        Ok(cookie)
+    }
+
+    fn forget_owner(&mut self, owner: u64) {
+        if let Some(n) = self.per_owner.get_mut(&owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_owner.remove(&owner);
+            }
+        }
+        self.len -= 1;
+    }
+
+    /// Removes and returns the prefork registered under `cookie`.
+    pub(crate) fn take(&mut self, cookie: &Cookie) -> Option<ProcId> {
+        let h = self.hasher.hash_one(cookie);
+        let bucket = self.by_hash.get_mut(&h)?;
+        let mut found = None;
+        for (i, e) in bucket.iter().enumerate() {
+            if ct_eq(&e.cookie, cookie) {
+                found = Some(i);
+            }
+        }
+        let e = bucket.swap_remove(found?);
+        if bucket.is_empty() {
+            self.by_hash.remove(&h);
+        }
+        self.forget_owner(e.owner);
+        Some(e.proc)
+    }
+
+    /// Removes every prefork expired at `now`; returns their processes.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<ProcId> {
+        let mut gone = Vec::new();
+        let mut owners = Vec::new();
+        self.by_hash.retain(|_, bucket| {
+            bucket.retain(|e| {
+                if e.expires <= now {
+                    gone.push(e.proc);
+                    owners.push(e.owner);
+                    false
+                } else {
+                    true
+                }
+            });
+            !bucket.is_empty()
+        });
+        for o in owners {
+            self.forget_owner(o);
+        }
+        gone
+    }
+
+    /// The earliest expiry, if any prefork waits.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.by_hash.values().flatten().map(|e| e.expires).min()
+    }
+
+    /// Removes everything (server shutdown).
+    pub(crate) fn drain(&mut self) -> Vec<ProcId> {
+        let all: Vec<ProcId> = self.by_hash.drain().flat_map(|(_, b)| b).map(|e| e.proc).collect();
+        self.per_owner.clear();
+        self.len = 0;
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_claim_once_and_wrong_ones_fail() {
+        let now = Instant::now();
+        let mut r = Registry::new(4, Duration::from_secs(60));
+        let c = r.insert(1, ProcId(7), now).unwrap();
+        let mut wrong = c;
+        wrong[15] ^= 1;
+        assert_eq!(r.take(&wrong), None);
+        assert_eq!(r.take(&c), Some(ProcId(7)));
+        assert_eq!(r.take(&c), None);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn cap_per_owner_and_ttl() {
+        let now = Instant::now();
+        let mut r = Registry::new(2, Duration::from_secs(5));
+        r.insert(1, ProcId(1), now).unwrap();
+        r.insert(1, ProcId(2), now).unwrap();
+        assert_eq!(r.insert(1, ProcId(3), now), Err(PreforkError::Cap));
+        // Another owner has its own allowance.
+        r.insert(2, ProcId(4), now + Duration::from_secs(3)).unwrap();
+        assert_eq!(r.next_expiry(), Some(now + Duration::from_secs(5)));
+        let mut gone = r.expire(now + Duration::from_secs(5));
+        gone.sort();
+        assert_eq!(gone, vec![ProcId(1), ProcId(2)]);
+        assert!(r.has_room(1));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.drain(), vec![ProcId(4)]);
+    }
+}

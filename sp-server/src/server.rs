@@ -1,0 +1,655 @@
+//! The event loop: accepts clients, reads and frames their bytes, answers
+//! handshakes and preforks in place, and hands system calls to the pool.
+
+use crate::config::Config;
+use crate::conn::{after_drain, Conn, ConnPort, WaitKind};
+use crate::kernel::{Kernel, Port};
+use crate::pool::{Pool, PoolStats};
+use crate::prefork::{PreforkError, Registry as Preforks};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+use sp_proto::{
+    comm_name, BodyError, Class, Deframer, ErrorCode, Handshake, Header, Message, MsgType,
+};
+use sp_transport::{Endpoint, ListenOptions, Listener, Role, Stream};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Bytes read from one connection per loop turn before others get a go.
+const READ_BUDGET: usize = 256 * 1024;
+
+/// Why a server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The URL does not parse.
+    #[error("bad URL: {0}")]
+    Url(#[from] sp_transport::UrlError),
+    /// The socket could not be bound.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] sp_transport::ListenError),
+    /// The configured banner is malformed.
+    #[error("bad banner: {0}")]
+    Banner(#[from] sp_proto::BannerError),
+    /// The event loop failed.
+    #[error("event loop: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A snapshot of the server's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open.
+    pub connections: usize,
+    /// Unclaimed preforks.
+    pub preforks: usize,
+    /// System calls in flight.
+    pub syscalls: usize,
+    /// Connections accepted since start.
+    pub accepted: usize,
+    /// Connections dropped for misbehaviour (bad frames, full send queue,
+    /// refused peers, over the client limit).
+    pub dropped: usize,
+    /// The worker pool.
+    pub workers: PoolStats,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    waker: Waker,
+    pool: Pool,
+    connections: AtomicUsize,
+    preforks: AtomicUsize,
+    syscalls: Arc<AtomicUsize>,
+    accepted: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+/// A handle to a running server: stop it, read its counters.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop: it stops accepting, ends every connection,
+    /// releases every process, removes its unix socket and returns from
+    /// [`Server::run`].
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.waker.wake();
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared;
+        Stats {
+            connections: s.connections.load(Ordering::Relaxed),
+            preforks: s.preforks.load(Ordering::Relaxed),
+            syscalls: s.syscalls.load(Ordering::Relaxed),
+            accepted: s.accepted.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            workers: s.pool.stats(),
+        }
+    }
+}
+
+/// Phase of a connection, as the loop sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Waiting for the first handshake.
+    New,
+    /// Handshake done.
+    Running,
+    /// An error answer was sent; input is ignored until the socket closes.
+    Closing,
+}
+
+struct LoopConn {
+    conn: Arc<Conn>,
+    deframer: Deframer,
+    phase: Phase,
+}
+
+/// What the loop does with a connection after a frame.
+enum Next {
+    Continue,
+    /// Stop reading: an answer-and-close is under way.
+    Closing,
+}
+
+/// Everything the frame handlers need besides the connection table.
+struct Ctx {
+    kernel: Arc<dyn Kernel>,
+    config: Config,
+    shared: Arc<Shared>,
+    preforks: Preforks,
+}
+
+/// A sysproxy server bound to its socket, ready to [`run`](Server::run).
+pub struct Server {
+    listener: Listener,
+    endpoint: Endpoint,
+    poll: Poll,
+    registry: Arc<Registry>,
+    conns: Slab<LoopConn>,
+    banner: Vec<u8>,
+    ctx: Ctx,
+    ready: Vec<usize>,
+}
+
+impl Server {
+    /// Binds `url` and prepares to serve `kernel`.
+    pub fn bind(url: &str, kernel: Arc<dyn Kernel>, config: Config) -> Result<Server, ServerError> {
+        let ep = sp_transport::parse(url, Role::Server)?;
+        Server::bind_endpoint(&ep, kernel, config)
+    }
+
+    /// Binds an already parsed endpoint.
+    pub fn bind_endpoint(ep: &Endpoint, kernel: Arc<dyn Kernel>, config: Config) -> Result<Server, ServerError> {
+        let banner = config.banner.format()?;
+        if config.raise_nofile {
+            if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+                tracing::warn!("cannot raise RLIMIT_NOFILE: {e}");
+            }
+        }
+        let opts = ListenOptions { unix_mode: Some(config.unix_mode), ..ListenOptions::default() };
+        let listener = Listener::bind(ep, &opts)?;
+        listener.set_nonblocking(true)?;
+        let endpoint = listener.local_endpoint();
+        let poll = Poll::new()?;
+        let registry = Arc::new(poll.registry().try_clone()?);
+        let fd = listener.as_raw_fd();
+        registry.register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(&registry, WAKER)?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            waker,
+            pool: Pool::new(config.max_idle_workers, config.idle_linger),
+            connections: AtomicUsize::new(0),
+            preforks: AtomicUsize::new(0),
+            syscalls: Arc::new(AtomicUsize::new(0)),
+            accepted: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+        });
+        let preforks = Preforks::new(config.prefork_cap, config.prefork_ttl);
+        Ok(Server {
+            listener,
+            endpoint,
+            poll,
+            registry,
+            conns: Slab::new(),
+            banner,
+            ctx: Ctx { kernel, config, shared, preforks },
+            ready: Vec::new(),
+        })
+    }
+
+    /// The endpoint actually bound (a tcp port 0 resolved).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A handle to stop the server and read its counters.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle { shared: self.ctx.shared.clone() }
+    }
+
+    /// Runs the server on a new thread.
+    pub fn spawn(self) -> io::Result<RunningServer> {
+        let handle = self.handle();
+        let endpoint = self.endpoint.clone();
+        let thread = std::thread::Builder::new().name("sp-server".into()).spawn(move || self.run())?;
+        Ok(RunningServer { handle, endpoint, thread: Some(thread) })
+    }
+
+    /// Serves until [`ServerHandle::shutdown`] is called.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        while !self.ctx.shared.stop.load(Ordering::Acquire) {
+            let timeout = if !self.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.ctx.preforks.next_expiry().map(|t| t.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(t) => {
+                        if ev.is_writable() {
+                            if let Some(lc) = self.conns.get(t) {
+                                lc.conn.flush();
+                            }
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read_conn(t);
+                        }
+                    }
+                }
+            }
+            for t in std::mem::take(&mut self.ready) {
+                self.read_conn(t);
+            }
+            self.expire_preforks();
+        }
+        self.shutdown_all();
+        Ok(())
+    }
+
+    fn expire_preforks(&mut self) {
+        for p in self.ctx.preforks.expire(Instant::now()) {
+            tracing::info!("prefork (pid {}) expired unclaimed", self.ctx.kernel.pid(p));
+            self.ctx.kernel.release(p);
+        }
+        self.ctx.shared.preforks.store(self.ctx.preforks.len(), Ordering::Relaxed);
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog.
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            self.admit(stream);
+        }
+    }
+
+    fn refuse(&self, stream: &Stream, why: &str) {
+        tracing::warn!("refusing client from {}: {why}", stream.peer_label());
+        self.ctx.shared.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn admit(&mut self, stream: Stream) {
+        let cfg = &self.ctx.config;
+        if self.conns.len() >= cfg.max_clients {
+            return self.refuse(&stream, &format!("at the limit of {} clients", cfg.max_clients));
+        }
+        if let Some(uids) = &cfg.allowed_uids {
+            if let Stream::Unix(_) = stream {
+                match stream.peer_uid() {
+                    Ok(Some(uid)) if uids.contains(&uid) => {}
+                    Ok(Some(uid)) => return self.refuse(&stream, &format!("uid {uid} not allowed")),
+                    _ => return self.refuse(&stream, "peer uid unknown"),
+                }
+            }
+        }
+        if let Some(nets) = &cfg.allowed_nets {
+            if let Some(ip) = stream.peer_ip() {
+                if !nets.iter().any(|n| n.contains(ip)) {
+                    return self.refuse(&stream, &format!("address {ip} not allowed"));
+                }
+            }
+        }
+        if let Err(e) = stream.set_nonblocking(true) {
+            return self.refuse(&stream, &e.to_string());
+        }
+        let entry = self.conns.vacant_entry();
+        let token = Token(entry.key());
+        let peer = stream.peer_label();
+        let conn = Arc::new(Conn::new(token, stream, peer, self.registry.clone(), cfg.send_queue_bytes));
+        let fd = conn.stream.as_raw_fd();
+        if let Err(e) = self.registry.register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            tracing::warn!("cannot register client from {}: {e}", conn.peer);
+            return;
+        }
+        if conn.send_parts(&self.banner, &[]).is_err() {
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+            return;
+        }
+        tracing::debug!("accepted client from {}", conn.peer);
+        entry.insert(LoopConn { conn, deframer: Deframer::new(cfg.max_frame), phase: Phase::New });
+        self.ctx.shared.accepted.fetch_add(1, Ordering::Relaxed);
+        self.ctx.shared.connections.store(self.conns.len(), Ordering::Relaxed);
+    }
+
+    fn read_conn(&mut self, t: usize) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(lc) = self.conns.get_mut(t) else { return };
+            let buf = lc.deframer.read_buf();
+            let res = (&lc.conn.stream).read(buf);
+            match res {
+                Ok(0) => return self.teardown(t, "closed by the client", false),
+                Ok(n) => {
+                    lc.deframer.commit(n);
+                    if let Err(why) = self.ctx.frames(lc) {
+                        return self.teardown(t, &why, true);
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.ready.push(t);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(lc) = self.conns.get_mut(t) {
+                        lc.deframer.shrink();
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.teardown(t, &format!("read failed: {e}"), false),
+            }
+        }
+    }
+
+    fn teardown(&mut self, t: usize, why: &str, misbehaved: bool) {
+        let Some(lc) = self.conns.try_remove(t) else { return };
+        let conn = lc.conn;
+        let fd = conn.stream.as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        if misbehaved {
+            tracing::warn!("dropping {}: {why}", conn.describe());
+            self.ctx.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tracing::info!("{} disconnected: {why}", conn.describe());
+        }
+        let proc = conn.procs.lock().proc;
+        if let Some(p) = proc {
+            self.ctx.kernel.lwpexit(p);
+        }
+        conn.dead.store(true, Ordering::Release);
+        conn.close();
+        conn.wake_all();
+        after_drain(&conn, &*self.ctx.kernel);
+        self.ctx.shared.connections.store(self.conns.len(), Ordering::Relaxed);
+    }
+
+    fn shutdown_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for t in keys {
+            self.teardown(t, "server shutting down", false);
+        }
+        for p in self.ctx.preforks.drain() {
+            self.ctx.kernel.release(p);
+        }
+        self.ctx.shared.preforks.store(0, Ordering::Relaxed);
+        if !self.ctx.shared.pool.shutdown(Duration::from_secs(5)) {
+            tracing::warn!("some system calls did not return within 5 s of shutdown");
+        }
+        tracing::info!("server on {} stopped", self.endpoint);
+    }
+}
+
+impl Ctx {
+    /// Handles every whole frame buffered for `lc`. An error ends the
+    /// connection at once (the stream is out of step).
+    fn frames(&mut self, lc: &mut LoopConn) -> Result<(), String> {
+        loop {
+            if lc.phase == Phase::Closing {
+                // Input after an answer-and-close is ignored.
+                lc.deframer = Deframer::new(lc.deframer.max_frame());
+                return Ok(());
+            }
+            let frame = match lc.deframer.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            };
+            let (header, body) = (frame.header, frame.body);
+            let next = self.frame(&lc.conn, &mut lc.phase, &header, body);
+            if let Next::Closing = next {
+                lc.phase = Phase::Closing;
+            }
+        }
+    }
+
+    fn error(&self, conn: &Conn, reqno: u64, code: ErrorCode) {
+        let _ = conn.send(&Message::Error { reqno, code });
+    }
+
+    fn error_close(&self, conn: &Conn, reqno: u64, code: ErrorCode, why: &str) -> Next {
+        tracing::warn!("{}: {why}; answering {code} and closing", conn.describe());
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        conn.send_and_close(&Message::Error { reqno, code });
+        Next::Closing
+    }
+
+    fn frame(&mut self, conn: &Arc<Conn>, phase: &mut Phase, h: &Header, body: &[u8]) -> Next {
+        let reqno = h.reqno();
+        match h.class() {
+            Class::RESP => {
+                let kind = match h.typ() {
+                    MsgType::COPYIN | MsgType::COPYINSTR => Some(WaitKind::Copyin),
+                    MsgType::ANONMMAP => Some(WaitKind::Anonmmap),
+                    _ => None,
+                };
+                // An answer nobody waits for is dropped silently.
+                conn.deliver(reqno, kind, body);
+                Next::Continue
+            }
+            Class::ERROR => {
+                // Our extension: an ERROR answer fails the copy it answers.
+                if !conn.deliver(reqno, None, &[]) {
+                    self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+                }
+                Next::Continue
+            }
+            Class::REQ if *phase == Phase::New => self.first_request(conn, phase, h, body),
+            Class::REQ => self.request(conn, h, body),
+            _ => {
+                // The class is checked before the handshake state.
+                self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+                Next::Continue
+            }
+        }
+    }
+
+    fn first_request(&mut self, conn: &Arc<Conn>, phase: &mut Phase, h: &Header, body: &[u8]) -> Next {
+        let reqno = h.reqno();
+        if h.typ() != MsgType::HANDSHAKE {
+            return self.error_close(conn, reqno, ErrorCode::AUTH, &format!("{} before the handshake", h.typ()));
+        }
+        let hs = match Message::decode(h, body) {
+            Ok(Message::Handshake { hs, .. }) => hs,
+            Ok(_) => unreachable!("a REQ HANDSHAKE decodes to a handshake"),
+            Err(e @ (BodyError::EmptyComm(_) | BodyError::BadSize { .. })) => {
+                return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string());
+            }
+            Err(e) => return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string()),
+        };
+        let port: Port = Arc::new(ConnPort(conn.clone()));
+        let proc = match hs {
+            Handshake::Guest { comm } => {
+                let comm = comm_name(comm);
+                match self.kernel.spawn_guest(comm, port) {
+                    Ok(p) => {
+                        conn.ident.lock().1 = String::from_utf8_lossy(comm).into_owned();
+                        p
+                    }
+                    Err(e) => {
+                        let why = format!("kernel refused a new process: {e}");
+                        return self.error_close(conn, reqno, ErrorCode::RFORK_FAILED, &why);
+                    }
+                }
+            }
+            Handshake::Fork { cookie, cancel } => {
+                let Some(prefork) = self.preforks.take(&cookie) else {
+                    return self.error_close(conn, reqno, ErrorCode::INVALID_PREFORK, "unknown prefork cookie");
+                };
+                self.shared.preforks.store(self.preforks.len(), Ordering::Relaxed);
+                if cancel != 0 {
+                    tracing::info!("prefork (pid {}) cancelled", self.kernel.pid(prefork));
+                    self.kernel.release(prefork);
+                    conn.close();
+                    return Next::Closing;
+                }
+                match self.kernel.attach_prefork(prefork, port) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let why = format!("kernel could not attach the prefork: {e}");
+                        return self.error_close(conn, reqno, ErrorCode::RFORK_FAILED, &why);
+                    }
+                }
+            }
+            other => {
+                let why = format!("{} handshake on a new connection", other.kind());
+                return self.error_close(conn, reqno, ErrorCode::AUTH, &why);
+            }
+        };
+        conn.procs.lock().proc = Some(proc);
+        conn.ident.lock().0 = self.kernel.pid(proc);
+        *phase = Phase::Running;
+        let _ = conn.send(&Message::HandshakeResp { reqno, error: 0 });
+        tracing::debug!("{} joined", conn.describe());
+        Next::Continue
+    }
+
+    fn request(&mut self, conn: &Arc<Conn>, h: &Header, body: &[u8]) -> Next {
+        let reqno = h.reqno();
+        let (proc, in_exec) = {
+            let ps = conn.procs.lock();
+            (ps.proc.expect("a running connection has a process"), ps.exec.is_some())
+        };
+        match h.typ() {
+            MsgType::SYSCALL => {
+                self.syscall(conn, proc, reqno, h.sysnum(), body);
+                Next::Continue
+            }
+            MsgType::HANDSHAKE => {
+                let comm = match Message::decode(h, body) {
+                    Ok(Message::Handshake { hs: Handshake::Exec { comm }, .. }) => comm_name(comm),
+                    Ok(Message::Handshake { hs, .. }) => {
+                        let why = format!("{} handshake on a running connection", hs.kind());
+                        return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &why);
+                    }
+                    Ok(_) => unreachable!("a REQ HANDSHAKE decodes to a handshake"),
+                    Err(e) => return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string()),
+                };
+                if in_exec {
+                    return self.error_close(conn, reqno, ErrorCode::INEXEC, "exec while an exec is in progress");
+                }
+                conn.procs.lock().exec = Some((reqno, comm.to_vec()));
+                // Threads exit; the last call to return finishes the exec.
+                self.kernel.lwpexit(proc);
+                after_drain(conn, &*self.kernel);
+                Next::Continue
+            }
+            MsgType::PREFORK => {
+                if in_exec {
+                    return self.error_close(conn, reqno, ErrorCode::INEXEC, "prefork during exec");
+                }
+                self.prefork(conn, proc, reqno);
+                Next::Continue
+            }
+            other => {
+                tracing::debug!("{}: request of type {other} refused", conn.describe());
+                self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+                Next::Continue
+            }
+        }
+    }
+
+    fn prefork(&mut self, conn: &Arc<Conn>, proc: crate::ProcId, reqno: u64) {
+        let owner = conn.token.0 as u64 | (Arc::as_ptr(conn) as u64) << 20;
+        if !self.preforks.has_room(owner) {
+            tracing::warn!("{}: prefork refused, {} unclaimed already", conn.describe(), self.config.prefork_cap);
+            return self.error(conn, reqno, ErrorCode::TRYAGAIN);
+        }
+        let child = match self.kernel.prefork(proc) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("{}: kernel prefork failed: {e}", conn.describe());
+                return self.error(conn, reqno, ErrorCode::RFORK_FAILED);
+            }
+        };
+        match self.preforks.insert(owner, child, Instant::now()) {
+            Ok(cookie) => {
+                self.shared.preforks.store(self.preforks.len(), Ordering::Relaxed);
+                let _ = conn.send(&Message::PreforkResp { reqno, cookie });
+            }
+            Err(e) => {
+                self.kernel.release(child);
+                let code = if e == PreforkError::Cap { ErrorCode::TRYAGAIN } else { ErrorCode::NOMEM };
+                self.error(conn, reqno, code);
+            }
+        }
+    }
+
+    fn syscall(&self, conn: &Arc<Conn>, proc: crate::ProcId, reqno: u64, sysnum: u32, args: &[u8]) {
+        conn.procs.lock().inflight += 1;
+        let counter = self.shared.syscalls.clone();
+        counter.fetch_add(1, Ordering::Relaxed);
+        let args = args.to_vec();
+        let conn = conn.clone();
+        let kernel = self.kernel.clone();
+        self.shared.pool.execute(move || {
+            let port = ConnPort(conn.clone());
+            let (error, retval) = match kernel.syscall(proc, sysnum, &args, &port) {
+                Ok(rv) => (0, rv),
+                Err(e) => (e.0, [0, 0]),
+            };
+            let _ = conn.send(&Message::SyscallResp { reqno, error, retval });
+            counter.fetch_sub(1, Ordering::Relaxed);
+            conn.procs.lock().inflight -= 1;
+            after_drain(&conn, &*kernel);
+        });
+    }
+}
+
+/// A server running on its own thread; dropping it shuts the server down
+/// and waits for it.
+pub struct RunningServer {
+    handle: ServerHandle,
+    endpoint: Endpoint,
+    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl RunningServer {
+    /// The endpoint the server listens on.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        self.endpoint.to_string()
+    }
+
+    /// A handle to the server.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(mut self) -> Result<(), ServerError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), ServerError> {
+        self.handle.shutdown();
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("server thread panicked").into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
