@@ -1,0 +1,163 @@
+//! Pipes: a bounded byte queue with a lock and a condition variable.
+//!
+//! Readers of an empty pipe wait while a writer is open; writers of a full
+//! pipe wait while a reader is open. Every wait goes through a [`Waiter`],
+//! which wakes when the calling process is told to exit (`lwpexit`).
+
+use super::proc::Waiter;
+use parking_lot::{Condvar, Mutex};
+use sp_proto::abi::{mode, Errno, Stat};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Bytes a pipe buffers (NetBSD's PIPE_SIZE).
+pub(crate) const PIPE_SIZE: usize = 16384;
+/// Writes up to this size are atomic (NetBSD's PIPE_BUF).
+pub(crate) const PIPE_BUF: usize = 512;
+
+/// A pipe shared by its two ends.
+pub(crate) struct Pipe {
+    st: Mutex<PipeState>,
+    cond: Condvar,
+    ino: u64,
+}
+
+struct PipeState {
+    buf: VecDeque<u8>,
+    /// Open read and write ends (open file descriptions, not descriptors).
+    readers: usize,
+    writers: usize,
+}
+
+/// One end of a pipe, held by an open file description; dropping it closes
+/// that end and wakes the other side.
+pub(crate) struct PipeEnd {
+    pub(crate) pipe: Arc<Pipe>,
+    pub(crate) writer: bool,
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let mut st = self.pipe.st.lock();
+        if self.writer {
+            st.writers -= 1;
+        } else {
+            st.readers -= 1;
+        }
+        self.pipe.cond.notify_all();
+    }
+}
+
+impl Pipe {
+    /// A new pipe with inode number `ino`, and its read and write ends.
+    pub(crate) fn new(ino: u64) -> (PipeEnd, PipeEnd) {
+        let pipe = Arc::new(Pipe {
+            st: Mutex::new(PipeState {
+                buf: VecDeque::new(),
+                readers: 1,
+                writers: 1,
+            }),
+            cond: Condvar::new(),
+            ino,
+        });
+        (
+            PipeEnd {
+                pipe: pipe.clone(),
+                writer: false,
+            },
+            PipeEnd { pipe, writer: true },
+        )
+    }
+
+    /// Wakes every waiter so it looks at its process's exit mark again.
+    pub(crate) fn kick(&self) {
+        let _st = self.st.lock();
+        self.cond.notify_all();
+    }
+
+    /// Whether a read end is open.
+    pub(crate) fn has_reader(&self) -> bool {
+        self.st.lock().readers > 0
+    }
+
+    /// Reads up to `n` bytes: waits while the pipe is empty and a writer is
+    /// open; an empty result is end of file.
+    pub(crate) fn read(self: &Arc<Pipe>, n: usize, nonblock: bool, w: &Waiter<'_>) -> Result<Vec<u8>, Errno> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let _reg = w.register(self);
+        let mut st = self.st.lock();
+        loop {
+            if !st.buf.is_empty() {
+                let k = n.min(st.buf.len());
+                let out: Vec<u8> = st.buf.drain(..k).collect();
+                self.cond.notify_all();
+                return Ok(out);
+            }
+            if st.writers == 0 {
+                return Ok(Vec::new());
+            }
+            if nonblock {
+                return Err(Errno::EAGAIN);
+            }
+            if w.interrupted() {
+                return Err(Errno::EINTR);
+            }
+            w.wait(&self.cond, &mut st);
+        }
+    }
+
+    /// Writes all of `data`, waiting for room while a reader is open.
+    /// Writes of at most [`PIPE_BUF`] bytes are not interleaved with others.
+    /// Returns the bytes written: fewer than asked only when a nonblocking
+    /// write runs out of room or the wait is interrupted after a part went
+    /// in. `EPIPE` when no reader is open (the caller raises SIGPIPE).
+    pub(crate) fn write(self: &Arc<Pipe>, data: &[u8], nonblock: bool, w: &Waiter<'_>) -> Result<usize, Errno> {
+        let _reg = w.register(self);
+        let mut st = self.st.lock();
+        let mut done = 0;
+        loop {
+            if st.readers == 0 {
+                return Err(Errno::EPIPE);
+            }
+            if done == data.len() {
+                return Ok(done);
+            }
+            let rem = data.len() - done;
+            let room = PIPE_SIZE - st.buf.len();
+            let need = if rem <= PIPE_BUF { rem } else { 1 };
+            if room >= need {
+                let k = room.min(rem);
+                st.buf.extend(&data[done..done + k]);
+                done += k;
+                self.cond.notify_all();
+                if done == data.len() {
+                    return Ok(done);
+                }
+                continue;
+            }
+            if nonblock || w.interrupted() {
+                return match done {
+                    0 if nonblock => Err(Errno::EAGAIN),
+                    0 => Err(Errno::EINTR),
+                    _ => Ok(done),
+                };
+            }
+            w.wait(&self.cond, &mut st);
+        }
+    }
+
+    /// fstat(2) of either end.
+    pub(crate) fn stat(&self) -> Stat {
+        let st = self.st.lock();
+        let mut s = Stat::default();
+        s.st_dev.set(super::fs::MODEL_DEV);
+        s.st_mode.set(mode::S_IFIFO | 0o600);
+        s.st_ino.set(self.ino);
+        s.st_nlink.set(1);
+        s.st_size.set(st.buf.len() as i64);
+        s.st_blksize.set(PIPE_SIZE as u32);
+        s
+    }
+}

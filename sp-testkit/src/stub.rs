@@ -1,0 +1,272 @@
+//! [`StubKernel`]: the kernel the reference captures were recorded against.
+//!
+//! Replaying the captures in `vectors/` needs the same answers the recording
+//! server gave (see `vectors/README.md`, "The kernel behind the captures"):
+//!
+//! - pids are handed out from 2 upward, one per new process: a guest makes
+//!   one, a prefork makes one, and attaching a prefork makes one more (a fork
+//!   of the prefork, which is then released), so a fork child sees pid 4;
+//! - 20 getpid: `[pid, 0]`;
+//! - 4 write(fd, buf, n): COPYIN of `n` bytes from `buf`, returns `n`;
+//! - 3 read(fd, buf, n): COPYOUT of `n` bytes, byte `i` = `i & 0xff`,
+//!   returns `n`;
+//! - 5 open(path, flags, mode): COPYINSTR of at most 1024 bytes; `"/ok"`
+//!   returns 3, anything else `ENOENT`;
+//! - 1000 (test only): ANONMMAP of slot 0 bytes, returns the address;
+//! - 1001 (test only): RAISE of signal slot 0, returns 0;
+//! - anything else: `ENOSYS`.
+//!
+//! The stub ignores descriptors altogether. One guard of ours: read and
+//! write refuse `n` above [`MAX_IO`] with `EINVAL` instead of allocating
+//! whatever a client names.
+
+use parking_lot::Mutex;
+use sp_proto::abi::{sys, Errno, SysResult};
+use sp_proto::comm_name;
+use sp_server::{Args, ClientPort, Kernel, Port, ProcId};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Syscall number of the stub's test-only anonmmap call.
+pub const SYS_TEST_ANONMMAP: u32 = 1000;
+/// Syscall number of the stub's test-only raise call.
+pub const SYS_TEST_RAISE: u32 = 1001;
+/// Largest read or write the stub serves (the captures use a few bytes).
+pub const MAX_IO: u64 = 64 << 20;
+/// Path buffer size of the stub's open (NetBSD's MAXPATHLEN).
+const MAXPATHLEN: usize = 1024;
+
+/// A process of the stub.
+struct StubProc {
+    pid: i32,
+    comm: Vec<u8>,
+    port: Option<Port>,
+}
+
+struct Inner {
+    next_pid: i32,
+    procs: HashMap<ProcId, StubProc>,
+}
+
+/// The stub kernel behind the reference captures (see the module doc).
+pub struct StubKernel {
+    inner: Mutex<Inner>,
+}
+
+impl StubKernel {
+    /// A stub with no processes; the first one gets pid 2.
+    pub fn new() -> StubKernel {
+        StubKernel {
+            inner: Mutex::new(Inner {
+                next_pid: 2,
+                procs: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Number of live processes (guests, attached forks, unclaimed preforks).
+    pub fn process_count(&self) -> usize {
+        self.inner.lock().procs.len()
+    }
+
+    /// The name of the process with pid `pid`, if it is live.
+    pub fn comm(&self, pid: i32) -> Option<Vec<u8>> {
+        let g = self.inner.lock();
+        g.procs.values().find(|p| p.pid == pid).map(|p| p.comm.clone())
+    }
+
+    /// Whether process `proc` is bound to a client.
+    pub fn is_attached(&self, proc: ProcId) -> bool {
+        self.inner.lock().procs.get(&proc).is_some_and(|p| p.port.is_some())
+    }
+
+    fn new_proc(&self, comm: Vec<u8>, port: Option<Port>) -> Result<ProcId, Errno> {
+        let mut g = self.inner.lock();
+        let pid = g.next_pid;
+        g.next_pid = pid.checked_add(1).ok_or(Errno::EAGAIN)?;
+        let id = ProcId(pid as u64);
+        g.procs.insert(id, StubProc { pid, comm, port });
+        Ok(id)
+    }
+}
+
+impl Default for StubKernel {
+    fn default() -> StubKernel {
+        StubKernel::new()
+    }
+}
+
+impl fmt::Debug for StubKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.inner.lock();
+        f.debug_struct("StubKernel")
+            .field("next_pid", &g.next_pid)
+            .field("processes", &g.procs.len())
+            .finish()
+    }
+}
+
+impl Kernel for StubKernel {
+    fn spawn_guest(&self, comm: &[u8], port: Port) -> Result<ProcId, Errno> {
+        self.new_proc(comm_name(comm).to_vec(), Some(port))
+    }
+
+    fn prefork(&self, parent: ProcId) -> Result<ProcId, Errno> {
+        let comm = {
+            let g = self.inner.lock();
+            g.procs.get(&parent).ok_or(Errno::ESRCH)?.comm.clone()
+        };
+        self.new_proc(comm, None)
+    }
+
+    fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
+        // As the reference: fork the prefork once more, release the prefork.
+        let old = self.inner.lock().procs.remove(&prefork).ok_or(Errno::ESRCH)?;
+        self.new_proc(old.comm, Some(port))
+    }
+
+    fn syscall(&self, proc: ProcId, sysnum: u32, args: &[u8], port: &dyn ClientPort) -> SysResult {
+        let a = Args(args);
+        let pid = {
+            let g = self.inner.lock();
+            g.procs.get(&proc).ok_or(Errno::ESRCH)?.pid
+        };
+        match sysnum {
+            sys::GETPID => Ok([pid as i64, 0]),
+            sys::WRITE => {
+                let (buf, n) = (a.u64(1)?, a.u64(2)?);
+                if n > MAX_IO {
+                    return Err(Errno::EINVAL);
+                }
+                let mut data = vec![0u8; n as usize];
+                port.copyin(buf, &mut data)?;
+                Ok([n as i64, 0])
+            }
+            sys::READ => {
+                let (buf, n) = (a.u64(1)?, a.u64(2)?);
+                if n > MAX_IO {
+                    return Err(Errno::EINVAL);
+                }
+                let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
+                port.copyout(buf, &data)?;
+                Ok([n as i64, 0])
+            }
+            sys::OPEN => {
+                let path = port.copyinstr(a.u64(0)?, MAXPATHLEN)?;
+                if path == b"/ok" {
+                    Ok([3, 0])
+                } else {
+                    Err(Errno::ENOENT)
+                }
+            }
+            SYS_TEST_ANONMMAP => {
+                let addr = port.anonmmap(a.u64(0)?)?;
+                Ok([addr as i64, 0])
+            }
+            SYS_TEST_RAISE => {
+                port.raise(a.u32(0)?)?;
+                Ok([0, 0])
+            }
+            _ => Err(Errno::ENOSYS),
+        }
+    }
+
+    fn lwpexit(&self, _proc: ProcId) {}
+
+    fn execnotify(&self, proc: ProcId, comm: &[u8]) {
+        if let Some(p) = self.inner.lock().procs.get_mut(&proc) {
+            p.comm = comm_name(comm).to_vec();
+        }
+    }
+
+    fn release(&self, proc: ProcId) {
+        // Dropped after the lock: a port's destructor is not ours to run
+        // under it.
+        let gone = self.inner.lock().procs.remove(&proc);
+        drop(gone);
+    }
+
+    fn pid(&self, proc: ProcId) -> i32 {
+        self.inner.lock().procs.get(&proc).map_or(-1, |p| p.pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memport::MemPort;
+
+    fn block(slots: &[u64]) -> Vec<u8> {
+        slots.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn pid_sequence_guest_prefork_attach() {
+        let k = StubKernel::new();
+        let port = MemPort::shared();
+        let g = k.spawn_guest(b"guest\0junk", port.clone()).unwrap();
+        assert_eq!(k.pid(g), 2);
+        assert_eq!(k.syscall(g, sys::GETPID, &[], &*port), Ok([2, 0]));
+        let pf = k.prefork(g).unwrap();
+        assert_eq!(k.pid(pf), 3);
+        assert!(!k.is_attached(pf));
+        let child_port = MemPort::shared();
+        let c = k.attach_prefork(pf, child_port.clone()).unwrap();
+        assert_eq!(k.pid(c), 4);
+        assert!(k.is_attached(c));
+        assert_eq!(k.syscall(c, sys::GETPID, &[], &*child_port), Ok([4, 0]));
+        // The prefork was released.
+        assert_eq!(k.pid(pf), -1);
+        assert_eq!(k.process_count(), 2);
+        assert_eq!(k.comm(4).unwrap(), b"guest");
+        k.execnotify(c, b"newname\0");
+        assert_eq!(k.comm(4).unwrap(), b"newname");
+        k.release(c);
+        k.release(g);
+        assert_eq!(k.process_count(), 0);
+        assert_eq!(k.syscall(g, sys::GETPID, &[], &*port), Err(Errno::ESRCH));
+        // Unknown prefork.
+        assert_eq!(k.attach_prefork(pf, port.clone()), Err(Errno::ESRCH));
+        assert_eq!(k.prefork(g), Err(Errno::ESRCH));
+        // Pids are never reused.
+        assert_eq!(k.pid(k.spawn_guest(b"x", port).unwrap()), 5);
+    }
+
+    #[test]
+    fn read_write_open() {
+        let k = StubKernel::new();
+        let port = MemPort::shared();
+        let p = k.spawn_guest(b"t", port.clone()).unwrap();
+        let buf = port.alloc_zeroed(300);
+        assert_eq!(k.syscall(p, sys::READ, &block(&[0, buf, 300]), &*port), Ok([300, 0]));
+        let got = port.read(buf, 300);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == i as u8));
+        assert_eq!(k.syscall(p, sys::WRITE, &block(&[1, buf, 300]), &*port), Ok([300, 0]));
+        assert_eq!(k.syscall(p, sys::WRITE, &block(&[1, buf, 301]), &*port), Err(Errno::EFAULT));
+        assert_eq!(k.syscall(p, sys::READ, &block(&[1, buf, 301]), &*port), Err(Errno::EFAULT));
+        assert_eq!(k.syscall(p, sys::READ, &block(&[1, buf, MAX_IO + 1]), &*port), Err(Errno::EINVAL));
+        assert_eq!(k.syscall(p, sys::READ, &block(&[1, buf]), &*port), Err(Errno::EFAULT));
+
+        let ok = port.alloc_cstr(b"/ok");
+        let other = port.alloc_cstr(b"/ok2");
+        assert_eq!(k.syscall(p, sys::OPEN, &block(&[ok, 0, 0]), &*port), Ok([3, 0]));
+        assert_eq!(k.syscall(p, sys::OPEN, &block(&[other, 0, 0]), &*port), Err(Errno::ENOENT));
+        assert_eq!(k.syscall(p, sys::OPEN, &block(&[0x10, 0, 0]), &*port), Err(Errno::EFAULT));
+        let long = port.alloc(vec![b'a'; 2000]);
+        assert_eq!(k.syscall(p, sys::OPEN, &block(&[long, 0, 0]), &*port), Err(Errno::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn test_calls_and_enosys() {
+        let k = StubKernel::new();
+        let port = MemPort::shared();
+        let p = k.spawn_guest(b"t", port.clone()).unwrap();
+        let [addr, _] = k.syscall(p, SYS_TEST_ANONMMAP, &block(&[8192]), &*port).unwrap();
+        assert_eq!(port.read(addr as u64, 8192), vec![0; 8192]);
+        assert_eq!(k.syscall(p, SYS_TEST_RAISE, &block(&[30]), &*port), Ok([0, 0]));
+        assert_eq!(port.raised(), vec![30]);
+        assert_eq!(k.syscall(p, 6, &block(&[3]), &*port), Err(Errno::ENOSYS));
+        assert_eq!(k.syscall(p, 999, &[], &*port), Err(Errno::ENOSYS));
+        assert_eq!(k.syscall(p, SYS_TEST_RAISE, &[], &*port), Err(Errno::EFAULT));
+    }
+}
