@@ -39,6 +39,8 @@ struct SendState {
     /// Shut the socket down once the queue is empty.
     close_after_flush: bool,
     closed: bool,
+    /// Why the send side dropped the client, for the loop's log line.
+    drop_reason: Option<String>,
 }
 
 /// Process bookkeeping of a connection, changed by the loop and the workers.
@@ -164,8 +166,8 @@ impl Conn {
     }
 
     fn fail_send(&self, st: &mut SendState, why: &str) -> Result<(), Errno> {
-        if !st.closed {
-            tracing::warn!("dropping {}: {why}", self.describe());
+        if !st.closed && st.drop_reason.is_none() {
+            st.drop_reason = Some(why.to_string());
         }
         self.close_now(st);
         Err(Errno::ENOTCONN)
@@ -225,6 +227,11 @@ impl Conn {
         if st.queue.is_empty() && !st.closed {
             self.close_now(&mut st);
         }
+    }
+
+    /// Why the send side dropped the client, if it did.
+    pub(crate) fn drop_reason(&self) -> Option<String> {
+        self.send.lock().drop_reason.clone()
     }
 
     /// Shuts the connection down at once.
@@ -323,11 +330,10 @@ impl ClientPort for ConnPort {
     }
 
     fn anonmmap(&self, size: u64) -> Result<u64, Errno> {
-        let data = self
-            .0
-            .request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq { reqno, size })
-            .map_err(|_| Errno::ENOMEM)?;
-        let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| Errno::ENOMEM)?;
+        // A failed request is EFAULT, a client that could not map ENOMEM,
+        // as in the reference.
+        let data = self.0.request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq { reqno, size })?;
+        let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| Errno::EFAULT)?;
         match u64::from_le_bytes(bytes) {
             0 => Err(Errno::ENOMEM),
             addr => Ok(addr),

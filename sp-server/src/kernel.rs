@@ -19,7 +19,7 @@ pub struct ProcId(pub u64);
 /// for the client ([`copyin`](ClientPort::copyin),
 /// [`copyinstr`](ClientPort::copyinstr), [`anonmmap`](ClientPort::anonmmap))
 /// block only the calling thread. Once the connection is gone they fail with
-/// `EFAULT` (copies) or `ENOMEM` (anonmmap) without waiting.
+/// `EFAULT` without waiting.
 pub trait ClientPort: Send + Sync {
     /// Fills `buf` with the client's bytes at `addr`.
     /// `EFAULT` if the client refuses, answers with the wrong size, or is gone.
@@ -37,7 +37,8 @@ pub trait ClientPort: Send + Sync {
     fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
 
     /// Asks the client to map `size` bytes of anonymous memory; returns the
-    /// client's address. `ENOMEM` if the client could not.
+    /// client's address. `ENOMEM` if the client could not (it answered 0),
+    /// `EFAULT` if the request failed.
     fn anonmmap(&self, size: u64) -> Result<u64, Errno>;
 
     /// Delivers NetBSD signal `signo` to the client. Does not wait.

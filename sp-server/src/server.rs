@@ -356,6 +356,11 @@ impl Server {
         let conn = lc.conn;
         let fd = conn.stream.as_raw_fd();
         let _ = self.registry.deregister(&mut SourceFd(&fd));
+        let send_reason = conn.drop_reason();
+        let (why, misbehaved) = match &send_reason {
+            Some(r) => (r.as_str(), true),
+            None => (why, misbehaved),
+        };
         if misbehaved {
             tracing::warn!("dropping {}: {why}", conn.describe());
             self.ctx.shared.dropped.fetch_add(1, Ordering::Relaxed);

@@ -155,6 +155,11 @@ impl RawPeer {
         }
     }
 
+    /// Sends a syscall without waiting for anything.
+    pub fn syscall_async(&mut self, reqno: u64, sysnum: u32, args: &[u8]) {
+        self.send_msg(&Message::Syscall { reqno, sysnum, args }).expect("send syscall");
+    }
+
     /// Whether the server has closed the connection (reads until EOF,
     /// discarding frames).
     pub fn expect_closed(&mut self) -> io::Result<()> {
