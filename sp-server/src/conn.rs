@@ -284,6 +284,37 @@ impl Conn {
 /// The port a kernel uses to reach the client of one connection.
 pub(crate) struct ConnPort(pub(crate) Arc<Conn>);
 
+/// The port of a call run on the event-loop thread: it must not wait for
+/// the client (the loop is what would read the answer), so the waiting
+/// operations fail at once.
+pub(crate) struct InlinePort<'a>(pub(crate) &'a ConnPort);
+
+impl ClientPort for InlinePort<'_> {
+    fn copyin(&self, _addr: u64, _buf: &mut [u8]) -> Result<(), Errno> {
+        Err(Errno::EFAULT)
+    }
+
+    fn copyinstr(&self, _addr: u64, _maxlen: usize) -> Result<Vec<u8>, Errno> {
+        Err(Errno::EFAULT)
+    }
+
+    fn copyout(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.0.copyout(addr, data)
+    }
+
+    fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.0.copyoutstr(addr, data)
+    }
+
+    fn anonmmap(&self, _size: u64) -> Result<u64, Errno> {
+        Err(Errno::EFAULT)
+    }
+
+    fn raise(&self, signo: u32) -> Result<(), Errno> {
+        self.0.raise(signo)
+    }
+}
+
 impl ClientPort for ConnPort {
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let len = buf.len() as u64;

@@ -87,6 +87,16 @@ pub trait Kernel: Send + Sync + 'static {
 
     /// The kernel's pid of a process, for logs.
     fn pid(&self, proc: ProcId) -> i32;
+
+    /// Whether system call `sysnum` never blocks and never waits for the
+    /// client (no copyin, copyinstr or anonmmap; copyout and raise are
+    /// fine). The server may then run it on the event-loop thread and skip
+    /// the hand-off to a worker. A call that waits anyway gets `EFAULT`
+    /// from its port. The default, `false`, is always correct.
+    fn runs_inline(&self, sysnum: u32) -> bool {
+        let _ = sysnum;
+        false
+    }
 }
 
 /// A syscall argument block: one 8-byte little-endian slot per argument.

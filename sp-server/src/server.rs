@@ -2,7 +2,7 @@
 //! handshakes and preforks in place, and hands system calls to the pool.
 
 use crate::config::Config;
-use crate::conn::{after_drain, Conn, ConnPort, WaitKind};
+use crate::conn::{after_drain, Conn, ConnPort, InlinePort, WaitKind};
 use crate::kernel::{Kernel, Port};
 use crate::pool::{Pool, PoolStats};
 use crate::prefork::{PreforkError, Registry as Preforks};
@@ -590,6 +590,18 @@ impl Ctx {
     }
 
     fn syscall(&self, conn: &Arc<Conn>, proc: crate::ProcId, reqno: u64, sysnum: u32, args: &[u8]) {
+        if self.kernel.runs_inline(sysnum) {
+            // No hand-off: the kernel promised this call neither blocks nor
+            // waits for the client.
+            let port = ConnPort(conn.clone());
+            let res = self.kernel.syscall(proc, sysnum, args, &InlinePort(&port));
+            let (error, retval) = match res {
+                Ok(rv) => (0, rv),
+                Err(e) => (e.0, [0, 0]),
+            };
+            let _ = conn.send(&Message::SyscallResp { reqno, error, retval });
+            return;
+        }
         conn.procs.lock().inflight += 1;
         let counter = self.shared.syscalls.clone();
         counter.fetch_add(1, Ordering::Relaxed);

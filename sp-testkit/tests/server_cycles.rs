@@ -266,3 +266,37 @@ fn shutdown_removes_the_socket_and_releases_clients() {
     assert!(!std::path::Path::new(&path).exists());
     assert_eq!(p.recv().unwrap(), Recv::Closed);
 }
+
+#[test]
+fn peer_uid_allowlist_on_unix() {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+    let s = server_with(Transport::Unix, Config { allowed_uids: Some(vec![me.wrapping_add(1)]), ..Config::default() });
+    let mut refused = RawPeer::connect(&s.url()).unwrap();
+    assert_eq!(refused.recv().unwrap(), Recv::Closed, "a refused peer gets no banner");
+    assert_eq!(s.server.stats().dropped, 1);
+    let ok = server_with(Transport::Unix, Config { allowed_uids: Some(vec![me]), ..Config::default() });
+    let mut p = RawPeer::guest(&ok.url(), "me").unwrap();
+    assert_eq!(p.syscall(2, 20, &[]).unwrap().0, 0);
+}
+
+#[test]
+fn source_network_allowlist_on_tcp() {
+    let nets = vec!["10.0.0.0/8".parse().unwrap()];
+    let s = server_with(Transport::Tcp, Config { allowed_nets: Some(nets), ..Config::default() });
+    let mut refused = RawPeer::connect(&s.url()).unwrap();
+    assert_eq!(refused.recv().unwrap(), Recv::Closed);
+    let nets = vec!["127.0.0.0/8".parse().unwrap()];
+    let ok = server_with(Transport::Tcp, Config { allowed_nets: Some(nets), ..Config::default() });
+    let mut p = RawPeer::guest(&ok.url(), "local").unwrap();
+    assert_eq!(p.syscall(2, 20, &[]).unwrap().0, 0);
+}
+
+#[test]
+fn unix_socket_is_private_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = server(Transport::Unix);
+    let path = s.url().strip_prefix("unix://").unwrap().to_string();
+    let mode = std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -99,13 +99,16 @@ impl Stream {
         }
     }
 
-    /// The user id of the process at the other end of a unix stream.
-    ///
-    /// Always `Ok(None)` for now: reading SO_PEERCRED needs either an
-    /// unstable std API (`UnixStream::peer_cred`) or unsafe code, and this
-    /// crate has neither. Callers must treat `None` as "unknown".
+    /// The effective uid of the peer process of a unix stream
+    /// (SO_PEERCRED, read through rustix); `None` for tcp.
     pub fn peer_uid(&self) -> io::Result<Option<u32>> {
-        Ok(None)
+        match self {
+            Stream::Unix(s) => {
+                let cred = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
+                Ok(Some(cred.uid.as_raw()))
+            }
+            Stream::Tcp(_) => Ok(None),
+        }
     }
 
     /// The peer's IP address for a TCP stream; `None` for unix streams or

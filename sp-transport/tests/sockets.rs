@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::mpsc;
@@ -55,7 +55,9 @@ fn unix_echo_mode_and_cleanup() {
     assert!(matches!(client, Stream::Unix(_)));
     assert_eq!(server.peer_label(), "unix");
     assert_eq!(server.peer_ip(), None);
-    assert_eq!(server.peer_uid().unwrap(), None);
+    // Both ends are this process: the peer's uid is ours.
+    let me = fs::metadata("/proc/self").unwrap().uid();
+    assert_eq!(server.peer_uid().unwrap(), Some(me));
     assert!(!server.nodelay().unwrap());
 
     drop(listener);
