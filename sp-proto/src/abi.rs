@@ -204,7 +204,19 @@ pub mod dt {
 }
 
 /// A `struct timespec` on LP64.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Default,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
 #[repr(C)]
 pub struct Timespec {
     /// Seconds.
@@ -214,7 +226,19 @@ pub struct Timespec {
 }
 
 /// NetBSD LP64 `struct stat`, 152 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Default,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
 #[repr(C)]
 pub struct Stat {
     /// Device.
@@ -279,7 +303,9 @@ impl Stat {
 }
 
 /// Fixed head of a NetBSD `struct dirent` (the name follows), 13 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct DirentHead {
     /// Inode number.
@@ -333,7 +359,7 @@ impl Dirent {
             let reclen = head.d_reclen.get() as usize;
             let namlen = head.d_namlen.get() as usize;
             let hl = core::mem::size_of::<DirentHead>();
-            if reclen < hl + namlen + 1 || reclen > buf.len() || reclen % 8 != 0 {
+            if reclen < hl + namlen + 1 || reclen > buf.len() || reclen & 7 != 0 {
                 return None;
             }
             out.push(Dirent {

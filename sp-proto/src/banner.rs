@@ -53,7 +53,11 @@ pub enum BannerError {
 }
 
 fn field(s: &str, name: &'static str, forbidden: &[char]) -> Result<String, BannerError> {
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && !forbidden.contains(&c)) {
+    if s.is_empty()
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !forbidden.contains(&c))
+    {
         return Err(BannerError::BadField(name));
     }
     Ok(s.to_owned())
@@ -98,14 +102,20 @@ impl Banner {
         if line.len() > MAX_BANNER {
             return Err(BannerError::TooLong(line.len()));
         }
-        let Some((&b'\n', text)) = line.split_last() else { return Err(BannerError::NoNewline) };
+        let Some((&b'\n', text)) = line.split_last() else {
+            return Err(BannerError::NoNewline);
+        };
         let text = std::str::from_utf8(text).map_err(|_| BannerError::BadField("banner"))?;
         let rest = text.strip_prefix("RUMPSP-").ok_or(BannerError::BadMagic)?;
         let (version, rest) = rest.split_once('-').ok_or(BannerError::BadVersion)?;
         let (major, minor) = version.split_once('.').ok_or(BannerError::BadVersion)?;
         let (major, minor) = (number(major)?, number(minor)?);
-        let (ostype, rest) = rest.split_once('-').ok_or(BannerError::BadField("ostype"))?;
-        let (osrelease, machine) = rest.rsplit_once('/').ok_or(BannerError::BadField("machine"))?;
+        let (ostype, rest) = rest
+            .split_once('-')
+            .ok_or(BannerError::BadField("ostype"))?;
+        let (osrelease, machine) = rest
+            .rsplit_once('/')
+            .ok_or(BannerError::BadField("machine"))?;
         Ok(Banner {
             major,
             minor,
@@ -118,7 +128,10 @@ impl Banner {
     /// Checks that a client of protocol 0.4 can talk to this server.
     pub fn check_supported(&self) -> Result<(), BannerError> {
         if self.major != PROTO_MAJOR || self.minor < PROTO_MINOR {
-            return Err(BannerError::Unsupported { major: self.major, minor: self.minor });
+            return Err(BannerError::Unsupported {
+                major: self.major,
+                minor: self.minor,
+            });
         }
         Ok(())
     }

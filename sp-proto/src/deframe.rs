@@ -54,12 +54,20 @@ impl<'a> Frame<'a> {
     /// Parses one frame from the start of `bytes`: `Ok(None)` if more bytes
     /// are needed, else the frame and the number of bytes it used.
     pub fn parse(bytes: &'a [u8], max: u64) -> Result<Option<(Frame<'a>, usize)>, DecodeError> {
-        let Some(header) = Header::read(bytes) else { return Ok(None) };
+        let Some(header) = Header::read(bytes) else {
+            return Ok(None);
+        };
         let len = Frame::check_len(header.len(), max)?;
         if bytes.len() < len {
             return Ok(None);
         }
-        Ok(Some((Frame { header, body: &bytes[HEADER_LEN..len] }, len)))
+        Ok(Some((
+            Frame {
+                header,
+                body: &bytes[HEADER_LEN..len],
+            },
+            len,
+        )))
     }
 }
 
@@ -85,7 +93,14 @@ const MIN_READ: usize = 16 * 1024;
 impl Deframer {
     /// A decoder that refuses frames longer than `max_frame` bytes.
     pub fn new(max_frame: u64) -> Deframer {
-        Deframer { buf: Vec::new(), start: 0, end: 0, yielded: 0, max: max_frame, failed: None }
+        Deframer {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            yielded: 0,
+            max: max_frame,
+            failed: None,
+        }
     }
 
     /// The length limit.
@@ -124,7 +139,9 @@ impl Deframer {
     pub fn read_buf(&mut self) -> &mut [u8] {
         self.release_yielded();
         let want = match self.pending_len() {
-            Some(len) => (len - (self.end - self.start)).max(MIN_READ),
+            // More than one whole frame may be buffered already (several
+            // pushes before the frames are taken): then nothing is missing.
+            Some(len) => len.saturating_sub(self.end - self.start).max(MIN_READ),
             None => MIN_READ,
         };
         if self.buf.len() - self.end < want {
@@ -142,7 +159,10 @@ impl Deframer {
 
     /// Records that `n` bytes were written into the last [`Deframer::read_buf`].
     pub fn commit(&mut self, n: usize) {
-        assert!(self.end + n <= self.buf.len(), "commit past the read buffer");
+        assert!(
+            self.end + n <= self.buf.len(),
+            "commit past the read buffer"
+        );
         self.end += n;
     }
 

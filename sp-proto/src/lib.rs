@@ -24,7 +24,9 @@
 #![forbid(unsafe_code)]
 
 #[cfg(not(all(target_endian = "little", target_pointer_width = "64")))]
-compile_error!("sysproxy uses the host's native C layout; only LP64 little-endian targets are supported");
+compile_error!(
+    "sysproxy uses the host's native C layout; only LP64 little-endian targets are supported"
+);
 
 pub mod abi;
 mod banner;
@@ -46,7 +48,9 @@ pub use wire::{Class, ErrorCode, HandshakeKind, Header, MsgType, HEADER_LEN};
 /// Called by the `cargo fuzz` target and by unit tests.
 pub fn fuzz_deframer(data: &[u8]) {
     const MAX: u64 = 4096;
-    let Some((&split, stream)) = data.split_first() else { return };
+    let Some((&split, stream)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(split % 64) + 1;
     let mut dec = Deframer::new(MAX);
     for piece in stream.chunks(chunk) {
@@ -55,7 +59,10 @@ pub fn fuzz_deframer(data: &[u8]) {
             match dec.next_frame() {
                 Ok(Some(frame)) => {
                     assert!(frame.header.len() <= MAX);
-                    assert_eq!(frame.body.len() as u64 + HEADER_LEN as u64, frame.header.len());
+                    assert_eq!(
+                        frame.body.len() as u64 + HEADER_LEN as u64,
+                        frame.header.len()
+                    );
                     if let Ok(msg) = frame.message() {
                         let again = msg.to_vec();
                         assert_eq!(again.len() as u64, frame.header.len());

@@ -217,7 +217,12 @@ fn exact<const N: usize>(h: &Header, body: &[u8]) -> Result<(), BodyError> {
 }
 
 fn bad_size(h: &Header, expected: usize, got: usize) -> BodyError {
-    BodyError::BadSize { class: h.class(), typ: h.typ(), expected, got }
+    BodyError::BadSize {
+        class: h.class(),
+        typ: h.typ(),
+        expected,
+        got,
+    }
 }
 
 impl<'a> Message<'a> {
@@ -233,7 +238,10 @@ impl<'a> Message<'a> {
         match class {
             Class::ERROR => {
                 exact::<0>(h, body)?;
-                Ok(Message::Error { reqno, code: h.error() })
+                Ok(Message::Error {
+                    reqno,
+                    code: h.error(),
+                })
             }
             Class::REQ => match typ {
                 MsgType::HANDSHAKE => {
@@ -254,19 +262,27 @@ impl<'a> Message<'a> {
                         HandshakeKind::FORK => {
                             let fb = ForkBody::read_from_bytes(body)
                                 .map_err(|_| bad_size(h, 20, body.len()))?;
-                            Handshake::Fork { cookie: fb.auth, cancel: fb.cancel.get() }
+                            Handshake::Fork {
+                                cookie: fb.auth,
+                                cancel: fb.cancel.get(),
+                            }
                         }
                         _ => Handshake::Other { kind, body },
                     };
                     Ok(Message::Handshake { reqno, hs })
                 }
-                MsgType::SYSCALL => Ok(Message::Syscall { reqno, sysnum: h.sysnum(), args: body }),
+                MsgType::SYSCALL => Ok(Message::Syscall {
+                    reqno,
+                    sysnum: h.sysnum(),
+                    args: body,
+                }),
                 MsgType::PREFORK => {
                     exact::<0>(h, body)?;
                     Ok(Message::Prefork { reqno })
                 }
                 MsgType::COPYIN | MsgType::COPYINSTR => {
-                    let cb = CopyBody::read_from_bytes(body).map_err(|_| bad_size(h, 16, body.len()))?;
+                    let cb =
+                        CopyBody::read_from_bytes(body).map_err(|_| bad_size(h, 16, body.len()))?;
                     Ok(Message::CopyinReq {
                         reqno,
                         string: typ == MsgType::COPYINSTR,
@@ -275,10 +291,13 @@ impl<'a> Message<'a> {
                     })
                 }
                 MsgType::COPYOUT | MsgType::COPYOUTSTR => {
-                    let (cb, data) =
-                        CopyBody::read_from_prefix(body).map_err(|_| bad_size(h, 16, body.len()))?;
+                    let (cb, data) = CopyBody::read_from_prefix(body)
+                        .map_err(|_| bad_size(h, 16, body.len()))?;
                     if cb.len.get() != data.len() as u64 {
-                        return Err(BodyError::CopyoutLength { announced: cb.len.get(), got: data.len() });
+                        return Err(BodyError::CopyoutLength {
+                            announced: cb.len.get(),
+                            got: data.len(),
+                        });
                     }
                     Ok(Message::Copyout {
                         reqno,
@@ -294,7 +313,10 @@ impl<'a> Message<'a> {
                 }
                 MsgType::RAISE => {
                     exact::<0>(h, body)?;
-                    Ok(Message::Raise { reqno, signo: h.signo() })
+                    Ok(Message::Raise {
+                        reqno,
+                        signo: h.signo(),
+                    })
                 }
                 _ => Err(unknown()),
             },
@@ -305,7 +327,8 @@ impl<'a> Message<'a> {
                     Ok(Message::HandshakeResp { reqno, error })
                 }
                 MsgType::SYSCALL => {
-                    let b = SysRespBody::read_from_bytes(body).map_err(|_| bad_size(h, 24, body.len()))?;
+                    let b = SysRespBody::read_from_bytes(body)
+                        .map_err(|_| bad_size(h, 24, body.len()))?;
                     Ok(Message::SyscallResp {
                         reqno,
                         error: b.error.get(),
@@ -313,10 +336,14 @@ impl<'a> Message<'a> {
                     })
                 }
                 MsgType::PREFORK => {
-                    let cookie: Cookie = body.try_into().map_err(|_| bad_size(h, COOKIE_LEN, body.len()))?;
+                    let cookie: Cookie = body
+                        .try_into()
+                        .map_err(|_| bad_size(h, COOKIE_LEN, body.len()))?;
                     Ok(Message::PreforkResp { reqno, cookie })
                 }
-                MsgType::COPYIN | MsgType::COPYINSTR => Ok(Message::CopyinResp { reqno, data: body }),
+                MsgType::COPYIN | MsgType::COPYINSTR => {
+                    Ok(Message::CopyinResp { reqno, data: body })
+                }
                 MsgType::ANONMMAP => {
                     exact::<8>(h, body)?;
                     let addr = U64::read_from_bytes(body).map_err(|_| unknown())?.get();
@@ -351,14 +378,22 @@ impl<'a> Message<'a> {
     /// and the variable payload, borrowed, so a large payload is never copied
     /// to frame it. Write `head()` then `payload` (e.g. with vectored I/O).
     pub fn encode(&self) -> Encoded<'a> {
-        let mut e = Encoded { head: [0; MAX_HEAD], head_len: HEADER_LEN, payload: &[] };
+        let mut e = Encoded {
+            head: [0; MAX_HEAD],
+            head_len: HEADER_LEN,
+            payload: &[],
+        };
         let (class, typ, u, reqno) = match *self {
             Message::Handshake { reqno, hs } => {
                 match hs {
                     Handshake::Guest { comm } | Handshake::Exec { comm } => e.payload = comm,
-                    Handshake::Fork { cookie, cancel } => {
-                        e.push(ForkBody { auth: cookie, cancel: I32::new(cancel) }.as_bytes())
-                    }
+                    Handshake::Fork { cookie, cancel } => e.push(
+                        ForkBody {
+                            auth: cookie,
+                            cancel: I32::new(cancel),
+                        }
+                        .as_bytes(),
+                    ),
                     Handshake::Other { body, .. } => e.payload = body,
                 }
                 (Class::REQ, MsgType::HANDSHAKE, hs.kind().0, reqno)
@@ -367,11 +402,19 @@ impl<'a> Message<'a> {
                 e.push(I32::new(error).as_bytes());
                 (Class::RESP, MsgType::HANDSHAKE, 0, reqno)
             }
-            Message::Syscall { reqno, sysnum, args } => {
+            Message::Syscall {
+                reqno,
+                sysnum,
+                args,
+            } => {
                 e.payload = args;
                 (Class::REQ, MsgType::SYSCALL, sysnum, reqno)
             }
-            Message::SyscallResp { reqno, error, retval } => {
+            Message::SyscallResp {
+                reqno,
+                error,
+                retval,
+            } => {
                 let b = SysRespBody {
                     error: I32::new(error),
                     pad: [0; 4],
@@ -385,19 +428,49 @@ impl<'a> Message<'a> {
                 e.push(&cookie);
                 (Class::RESP, MsgType::PREFORK, 0, reqno)
             }
-            Message::CopyinReq { reqno, string, len, addr } => {
-                e.push(CopyBody { len: U64::new(len), addr: U64::new(addr) }.as_bytes());
-                let t = if string { MsgType::COPYINSTR } else { MsgType::COPYIN };
+            Message::CopyinReq {
+                reqno,
+                string,
+                len,
+                addr,
+            } => {
+                e.push(
+                    CopyBody {
+                        len: U64::new(len),
+                        addr: U64::new(addr),
+                    }
+                    .as_bytes(),
+                );
+                let t = if string {
+                    MsgType::COPYINSTR
+                } else {
+                    MsgType::COPYIN
+                };
                 (Class::REQ, t, 0, reqno)
             }
             Message::CopyinResp { reqno, data } => {
                 e.payload = data;
                 (Class::RESP, MsgType::COPYIN, 0, reqno)
             }
-            Message::Copyout { reqno, string, addr, data } => {
-                e.push(CopyBody { len: U64::new(data.len() as u64), addr: U64::new(addr) }.as_bytes());
+            Message::Copyout {
+                reqno,
+                string,
+                addr,
+                data,
+            } => {
+                e.push(
+                    CopyBody {
+                        len: U64::new(data.len() as u64),
+                        addr: U64::new(addr),
+                    }
+                    .as_bytes(),
+                );
                 e.payload = data;
-                let t = if string { MsgType::COPYOUTSTR } else { MsgType::COPYOUT };
+                let t = if string {
+                    MsgType::COPYOUTSTR
+                } else {
+                    MsgType::COPYOUT
+                };
                 (Class::REQ, t, 0, reqno)
             }
             Message::AnonmmapReq { reqno, size } => {

@@ -159,7 +159,9 @@ impl ErrorCode {
 ///
 /// `u` is the C union of `sysnum`, `error`, `handshake` and `signo`; read it
 /// through the accessor that matches the frame's class and type.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct Header {
     /// Whole frame length, header included.
@@ -252,7 +254,9 @@ impl Header {
 }
 
 /// Body of a SYSCALL response (`struct rsp_sysresp`), 24 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct SysRespBody {
     /// 0 or a NetBSD errno.
@@ -265,7 +269,9 @@ pub struct SysRespBody {
 
 /// Body of a COPYIN/COPYINSTR request and the head of a COPYOUT request
 /// (`struct rsp_copydata` without its data), 16 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct CopyBody {
     /// Number of bytes (the maximum, for COPYINSTR).
@@ -275,7 +281,9 @@ pub struct CopyBody {
 }
 
 /// Body of a HANDSHAKE FORK request (`struct handshake_fork`), 20 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct ForkBody {
     /// The prefork cookie.
