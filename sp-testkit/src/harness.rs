@@ -30,16 +30,30 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts `kernel` behind a server on `transport` with `config`.
-    pub fn start_with(kernel: Arc<dyn Kernel>, transport: Transport, config: Config) -> Result<TestServer, ServerError> {
+    pub fn start_with(
+        kernel: Arc<dyn Kernel>,
+        transport: Transport,
+        config: Config,
+    ) -> Result<TestServer, ServerError> {
         let (url, dir) = match transport {
             Transport::Unix => {
-                let dir = tempfile::Builder::new().prefix("sp-test").tempdir().map_err(ServerError::Io)?;
-                (format!("unix://{}", dir.path().join("sp.sock").display()), Some(dir))
+                let dir = tempfile::Builder::new()
+                    .prefix("sp-test")
+                    .tempdir()
+                    .map_err(ServerError::Io)?;
+                (
+                    format!("unix://{}", dir.path().join("sp.sock").display()),
+                    Some(dir),
+                )
             }
             Transport::Tcp => ("tcp://127.0.0.1:0".to_string(), None),
         };
         let server = Server::bind(&url, kernel.clone(), config)?.spawn()?;
-        Ok(TestServer { server, kernel, _dir: dir })
+        Ok(TestServer {
+            server,
+            kernel,
+            _dir: dir,
+        })
     }
 
     /// Starts `kernel` with the default configuration.

@@ -13,8 +13,10 @@
 //! assert_eq!((error, retval[0]), (0, 2));
 //! ```
 
+pub mod cmd;
 pub mod harness;
 pub mod memport;
+pub mod model;
 pub mod rawpeer;
 pub mod stub;
 pub mod vectors;

@@ -18,6 +18,8 @@
 //! assert!(port.copyin(0x10, &mut [0u8; 4]).is_err());
 //! ```
 
+#![forbid(unsafe_code)]
+
 use parking_lot::Mutex;
 use sp_proto::abi::Errno;
 use sp_server::ClientPort;
@@ -60,7 +62,11 @@ impl Inner {
     /// The region holding `[addr, addr + len)` entirely, as (start, bytes).
     fn region(&mut self, addr: u64, len: usize) -> Result<(u64, &mut Vec<u8>), Errno> {
         let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
-        let (&start, bytes) = self.regions.range_mut(..=addr).next_back().ok_or(Errno::EFAULT)?;
+        let (&start, bytes) = self
+            .regions
+            .range_mut(..=addr)
+            .next_back()
+            .ok_or(Errno::EFAULT)?;
         if end > start + bytes.len() as u64 {
             return Err(Errno::EFAULT);
         }
@@ -77,7 +83,11 @@ impl Inner {
                 .range(..end)
                 .next_back()
                 .is_some_and(|(&s, b)| s + b.len() as u64 > addr);
-        assert!(!clash, "MemPort::map: region {addr:#x}+{} overlaps a mapped one", bytes.len());
+        assert!(
+            !clash,
+            "MemPort::map: region {addr:#x}+{} overlaps a mapped one",
+            bytes.len()
+        );
         self.regions.insert(addr, bytes);
     }
 }
@@ -170,7 +180,12 @@ impl MemPort {
 
     /// The start and length of every mapped region, in address order.
     pub fn regions(&self) -> Vec<(u64, usize)> {
-        self.inner.lock().regions.iter().map(|(&a, b)| (a, b.len())).collect()
+        self.inner
+            .lock()
+            .regions
+            .iter()
+            .map(|(&a, b)| (a, b.len()))
+            .collect()
     }
 
     /// The signals raised so far, oldest first.
@@ -178,8 +193,8 @@ impl MemPort {
         self.inner.lock().raised.clone()
     }
 
-    /// Plays a client that is gone: every copy fails with `EFAULT`,
-    /// anonmmap with `ENOMEM` and raise with `ENOTCONN`.
+    /// Plays a client that is gone: every copy and anonmmap fails with
+    /// `EFAULT`, and raise with `ENOTCONN`.
     pub fn disconnect(&self) {
         self.set_disconnected(true);
     }
@@ -281,7 +296,10 @@ impl ClientPort for MemPort {
 
     fn anonmmap(&self, size: u64) -> Result<u64, Errno> {
         let mut g = self.inner.lock();
-        if g.disconnected || size == 0 || size > MAX_ANON {
+        if g.disconnected {
+            return Err(Errno::EFAULT);
+        }
+        if size == 0 || size > MAX_ANON {
             return Err(Errno::ENOMEM);
         }
         let addr = g.next_anon;
@@ -353,7 +371,7 @@ mod tests {
         assert_eq!(p.copyin(a, &mut [0u8; 1]), Err(Errno::EFAULT));
         assert_eq!(p.copyout(a, &[1]), Err(Errno::EFAULT));
         assert_eq!(p.copyinstr(a, 3), Err(Errno::EFAULT));
-        assert_eq!(p.anonmmap(1), Err(Errno::ENOMEM));
+        assert_eq!(p.anonmmap(1), Err(Errno::EFAULT));
         assert_eq!(p.raise(1), Err(Errno::ENOTCONN));
         p.set_disconnected(false);
         p.copyout(a, &[1]).unwrap();

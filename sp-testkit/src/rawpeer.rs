@@ -27,7 +27,8 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(20);
 impl RawPeer {
     /// Connects to `url` without reading anything.
     pub fn connect(url: &str) -> io::Result<RawPeer> {
-        let ep = sp_transport::parse(url, Role::Client).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let ep = sp_transport::parse(url, Role::Client)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         RawPeer::connect_endpoint(&ep)
     }
 
@@ -40,7 +41,10 @@ impl RawPeer {
         if let Stream::Tcp(s) = &stream {
             s.set_read_timeout(Some(PEER_TIMEOUT))?;
         }
-        Ok(RawPeer { stream, buf: Vec::new() })
+        Ok(RawPeer {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     /// Connects and reads the banner line.
@@ -56,10 +60,15 @@ impl RawPeer {
         let (mut p, _) = RawPeer::connect_banner(url)?;
         let mut body = comm.as_bytes().to_vec();
         body.push(0);
-        p.send_msg(&Message::Handshake { reqno: 1, hs: sp_proto::Handshake::Guest { comm: &body } })?;
+        p.send_msg(&Message::Handshake {
+            reqno: 1,
+            hs: sp_proto::Handshake::Guest { comm: &body },
+        })?;
         let f = p.recv_frame()?;
         let h = Header::read(&f).expect("frame");
-        if Message::decode(&h, &f[HEADER_LEN..]) != Ok(Message::HandshakeResp { reqno: 1, error: 0 }) {
+        if Message::decode(&h, &f[HEADER_LEN..])
+            != Ok(Message::HandshakeResp { reqno: 1, error: 0 })
+        {
             return Err(io::Error::other(format!("handshake refused: {}", hex(&f))));
         }
         Ok(p)
@@ -81,8 +90,16 @@ impl RawPeer {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(false),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "server did not answer in time"));
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "server did not answer in time",
+                    ));
                 }
                 Err(e) => return Err(e),
             }
@@ -125,7 +142,10 @@ impl RawPeer {
                 return if self.buf.is_empty() {
                     Ok(Recv::Closed)
                 } else {
-                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-frame"))
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed mid-frame",
+                    ))
                 };
             }
         }
@@ -135,7 +155,10 @@ impl RawPeer {
     pub fn recv_frame(&mut self) -> io::Result<Vec<u8>> {
         match self.recv()? {
             Recv::Frame(f) => Ok(f),
-            Recv::Closed => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")),
+            Recv::Closed => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            )),
         }
     }
 
@@ -147,17 +170,30 @@ impl RawPeer {
     /// Makes a syscall with reqno `reqno` and returns (error, retval),
     /// failing on any server request in between.
     pub fn syscall(&mut self, reqno: u64, sysnum: u32, args: &[u8]) -> io::Result<(i32, [i64; 2])> {
-        self.send_msg(&Message::Syscall { reqno, sysnum, args })?;
+        self.send_msg(&Message::Syscall {
+            reqno,
+            sysnum,
+            args,
+        })?;
         let f = self.recv_msg()?;
         match f.message() {
-            Some(Message::SyscallResp { reqno: r, error, retval }) if r == reqno => Ok((error, retval)),
+            Some(Message::SyscallResp {
+                reqno: r,
+                error,
+                retval,
+            }) if r == reqno => Ok((error, retval)),
             _ => Err(io::Error::other(format!("unexpected frame {}", hex(&f.0)))),
         }
     }
 
     /// Sends a syscall without waiting for anything.
     pub fn syscall_async(&mut self, reqno: u64, sysnum: u32, args: &[u8]) {
-        self.send_msg(&Message::Syscall { reqno, sysnum, args }).expect("send syscall");
+        self.send_msg(&Message::Syscall {
+            reqno,
+            sysnum,
+            args,
+        })
+        .expect("send syscall");
     }
 
     /// Whether the server has closed the connection (reads until EOF,
@@ -194,10 +230,13 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Decodes lower- or upper-case hex; `None` if malformed.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if s.len() & 1 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// An argument block from slot values.

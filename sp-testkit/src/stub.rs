@@ -20,6 +20,8 @@
 //! write refuse `n` above [`MAX_IO`] with `EINVAL` instead of allocating
 //! whatever a client names.
 
+#![forbid(unsafe_code)]
+
 use parking_lot::Mutex;
 use sp_proto::abi::{sys, Errno, SysResult};
 use sp_proto::comm_name;
@@ -72,12 +74,19 @@ impl StubKernel {
     /// The name of the process with pid `pid`, if it is live.
     pub fn comm(&self, pid: i32) -> Option<Vec<u8>> {
         let g = self.inner.lock();
-        g.procs.values().find(|p| p.pid == pid).map(|p| p.comm.clone())
+        g.procs
+            .values()
+            .find(|p| p.pid == pid)
+            .map(|p| p.comm.clone())
     }
 
     /// Whether process `proc` is bound to a client.
     pub fn is_attached(&self, proc: ProcId) -> bool {
-        self.inner.lock().procs.get(&proc).is_some_and(|p| p.port.is_some())
+        self.inner
+            .lock()
+            .procs
+            .get(&proc)
+            .is_some_and(|p| p.port.is_some())
     }
 
     fn new_proc(&self, comm: Vec<u8>, port: Option<Port>) -> Result<ProcId, Errno> {
@@ -121,7 +130,12 @@ impl Kernel for StubKernel {
 
     fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
         // As the reference: fork the prefork once more, release the prefork.
-        let old = self.inner.lock().procs.remove(&prefork).ok_or(Errno::ESRCH)?;
+        let old = self
+            .inner
+            .lock()
+            .procs
+            .remove(&prefork)
+            .ok_or(Errno::ESRCH)?;
         self.new_proc(old.comm, Some(port))
     }
 
@@ -238,22 +252,52 @@ mod tests {
         let port = MemPort::shared();
         let p = k.spawn_guest(b"t", port.clone()).unwrap();
         let buf = port.alloc_zeroed(300);
-        assert_eq!(k.syscall(p, sys::READ, &block(&[0, buf, 300]), &*port), Ok([300, 0]));
+        assert_eq!(
+            k.syscall(p, sys::READ, &block(&[0, buf, 300]), &*port),
+            Ok([300, 0])
+        );
         let got = port.read(buf, 300);
         assert!(got.iter().enumerate().all(|(i, &b)| b == i as u8));
-        assert_eq!(k.syscall(p, sys::WRITE, &block(&[1, buf, 300]), &*port), Ok([300, 0]));
-        assert_eq!(k.syscall(p, sys::WRITE, &block(&[1, buf, 301]), &*port), Err(Errno::EFAULT));
-        assert_eq!(k.syscall(p, sys::READ, &block(&[1, buf, 301]), &*port), Err(Errno::EFAULT));
-        assert_eq!(k.syscall(p, sys::READ, &block(&[1, buf, MAX_IO + 1]), &*port), Err(Errno::EINVAL));
-        assert_eq!(k.syscall(p, sys::READ, &block(&[1, buf]), &*port), Err(Errno::EFAULT));
+        assert_eq!(
+            k.syscall(p, sys::WRITE, &block(&[1, buf, 300]), &*port),
+            Ok([300, 0])
+        );
+        assert_eq!(
+            k.syscall(p, sys::WRITE, &block(&[1, buf, 301]), &*port),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            k.syscall(p, sys::READ, &block(&[1, buf, 301]), &*port),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            k.syscall(p, sys::READ, &block(&[1, buf, MAX_IO + 1]), &*port),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            k.syscall(p, sys::READ, &block(&[1, buf]), &*port),
+            Err(Errno::EFAULT)
+        );
 
         let ok = port.alloc_cstr(b"/ok");
         let other = port.alloc_cstr(b"/ok2");
-        assert_eq!(k.syscall(p, sys::OPEN, &block(&[ok, 0, 0]), &*port), Ok([3, 0]));
-        assert_eq!(k.syscall(p, sys::OPEN, &block(&[other, 0, 0]), &*port), Err(Errno::ENOENT));
-        assert_eq!(k.syscall(p, sys::OPEN, &block(&[0x10, 0, 0]), &*port), Err(Errno::EFAULT));
+        assert_eq!(
+            k.syscall(p, sys::OPEN, &block(&[ok, 0, 0]), &*port),
+            Ok([3, 0])
+        );
+        assert_eq!(
+            k.syscall(p, sys::OPEN, &block(&[other, 0, 0]), &*port),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(
+            k.syscall(p, sys::OPEN, &block(&[0x10, 0, 0]), &*port),
+            Err(Errno::EFAULT)
+        );
         let long = port.alloc(vec![b'a'; 2000]);
-        assert_eq!(k.syscall(p, sys::OPEN, &block(&[long, 0, 0]), &*port), Err(Errno::ENAMETOOLONG));
+        assert_eq!(
+            k.syscall(p, sys::OPEN, &block(&[long, 0, 0]), &*port),
+            Err(Errno::ENAMETOOLONG)
+        );
     }
 
     #[test]
@@ -261,12 +305,20 @@ mod tests {
         let k = StubKernel::new();
         let port = MemPort::shared();
         let p = k.spawn_guest(b"t", port.clone()).unwrap();
-        let [addr, _] = k.syscall(p, SYS_TEST_ANONMMAP, &block(&[8192]), &*port).unwrap();
+        let [addr, _] = k
+            .syscall(p, SYS_TEST_ANONMMAP, &block(&[8192]), &*port)
+            .unwrap();
         assert_eq!(port.read(addr as u64, 8192), vec![0; 8192]);
-        assert_eq!(k.syscall(p, SYS_TEST_RAISE, &block(&[30]), &*port), Ok([0, 0]));
+        assert_eq!(
+            k.syscall(p, SYS_TEST_RAISE, &block(&[30]), &*port),
+            Ok([0, 0])
+        );
         assert_eq!(port.raised(), vec![30]);
         assert_eq!(k.syscall(p, 6, &block(&[3]), &*port), Err(Errno::ENOSYS));
         assert_eq!(k.syscall(p, 999, &[], &*port), Err(Errno::ENOSYS));
-        assert_eq!(k.syscall(p, SYS_TEST_RAISE, &[], &*port), Err(Errno::EFAULT));
+        assert_eq!(
+            k.syscall(p, SYS_TEST_RAISE, &[], &*port),
+            Err(Errno::EFAULT)
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! capture's client side against a server while comparing what the server
 //! says with what the reference said.
 
-use crate::rawpeer::{hex, unhex, Recv, RawPeer};
-use sp_proto::{Header, MsgType, Class, HEADER_LEN};
+use crate::rawpeer::{hex, unhex, RawPeer, Recv};
+use sp_proto::{Class, Header, MsgType, HEADER_LEN};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -53,10 +53,17 @@ pub fn load_all() -> Vec<Capture> {
     let dir = vectors_dir();
     let rd = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("capture folder {} is missing: {e}", dir.display()));
-    let mut files: Vec<PathBuf> =
-        rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect();
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
     files.sort();
-    assert!(files.len() >= 25, "expected at least 25 captures in {}, found {}", dir.display(), files.len());
+    assert!(
+        files.len() >= 25,
+        "expected at least 25 captures in {}, found {}",
+        dir.display(),
+        files.len()
+    );
     files.iter().map(|p| load(p)).collect()
 }
 
@@ -64,13 +71,18 @@ pub fn load_all() -> Vec<Capture> {
 pub fn load(path: &Path) -> Capture {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let meta: serde_json::Value = serde_json::from_str(lines.next().expect("meta line")).expect("meta json");
+    let meta: serde_json::Value =
+        serde_json::from_str(lines.next().expect("meta line")).expect("meta json");
     let units = lines
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("unit json");
             Unit {
                 conn: v.get("conn").and_then(|c| c.as_u64()).unwrap_or(0) as usize,
-                dir: if v["dir"] == "c2s" { Dir::C2s } else { Dir::S2c },
+                dir: if v["dir"] == "c2s" {
+                    Dir::C2s
+                } else {
+                    Dir::S2c
+                },
                 bytes: unhex(v["hex"].as_str().expect("hex")).expect("valid hex"),
             }
         })
@@ -87,7 +99,12 @@ impl Capture {
 
     /// The banner line the reference server sent.
     pub fn banner(&self) -> &[u8] {
-        &self.units.iter().find(|u| u.dir == Dir::S2c).expect("a banner").bytes
+        &self
+            .units
+            .iter()
+            .find(|u| u.dir == Dir::S2c)
+            .expect("a banner")
+            .bytes
     }
 
     /// Whether the reference crashed on this input (we must answer instead).
@@ -121,26 +138,37 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
     let mut handshaken = false;
     for (i, u) in cap.units.iter().enumerate() {
         let ctx = |what: String| format!("{} unit {i} (conn {}): {what}", cap.name, u.conn);
-        if !peers.contains_key(&u.conn) {
-            let p = RawPeer::connect(url).map_err(|e| ctx(format!("connect: {e}")))?;
-            peers.insert(u.conn, p);
-        }
-        let peer = peers.get_mut(&u.conn).unwrap();
+        let peer = match peers.entry(u.conn) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(RawPeer::connect(url).map_err(|e| ctx(format!("connect: {e}")))?)
+            }
+        };
         match u.dir {
             Dir::C2s => {
                 let mut bytes = u.bytes.clone();
                 // A fork handshake presents the cookie this run handed out.
                 if let (Some(c), Some(h)) = (cookie, Header::read(&bytes)) {
-                    if h.class() == Class::REQ && h.typ() == MsgType::HANDSHAKE && h.u() == 2 && bytes.len() == 44 {
+                    if h.class() == Class::REQ
+                        && h.typ() == MsgType::HANDSHAKE
+                        && h.u() == 2
+                        && bytes.len() == 44
+                    {
                         bytes[24..40].copy_from_slice(&c);
                     }
                 }
                 peer.send(&bytes).map_err(|e| ctx(format!("send: {e}")))?;
             }
             Dir::S2c if u.bytes.starts_with(b"RUMPSP-") => {
-                let got = peer.read_banner().map_err(|e| ctx(format!("banner: {e}")))?;
+                let got = peer
+                    .read_banner()
+                    .map_err(|e| ctx(format!("banner: {e}")))?;
                 if got != u.bytes {
-                    return Err(ctx(format!("banner {:?}, expected {:?}", lossy(&got), lossy(&u.bytes))));
+                    return Err(ctx(format!(
+                        "banner {:?}, expected {:?}",
+                        lossy(&got),
+                        lossy(&u.bytes)
+                    )));
                 }
                 compared += 1;
             }
@@ -169,31 +197,73 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
         let peer = peers.get_mut(&0).ok_or("no connection")?;
         if cap.reference_crashed() {
             // We answer what the reference crashed on, and close.
-            let last_reqno = cap.units.iter().rev().find(|u| u.dir == Dir::C2s).and_then(|u| Header::read(&u.bytes)).map(|h| h.reqno()).unwrap_or(0);
-            let want = sp_proto::Message::Error { reqno: last_reqno, code: sp_proto::ErrorCode::MALFORMED_REQUEST }.to_vec();
-            let got = peer.recv_frame().map_err(|e| format!("{}: expected an ERROR answer: {e}", cap.name))?;
+            let last_reqno = cap
+                .units
+                .iter()
+                .rev()
+                .find(|u| u.dir == Dir::C2s)
+                .and_then(|u| Header::read(&u.bytes))
+                .map(|h| h.reqno())
+                .unwrap_or(0);
+            let want = sp_proto::Message::Error {
+                reqno: last_reqno,
+                code: sp_proto::ErrorCode::MALFORMED_REQUEST,
+            }
+            .to_vec();
+            let got = peer
+                .recv_frame()
+                .map_err(|e| format!("{}: expected an ERROR answer: {e}", cap.name))?;
             if got != want {
-                return Err(format!("{}: got {}, expected {}", cap.name, hex(&got), hex(&want)));
+                return Err(format!(
+                    "{}: got {}, expected {}",
+                    cap.name,
+                    hex(&got),
+                    hex(&want)
+                ));
             }
             compared += 1;
-            peer.expect_closed().map_err(|e| format!("{}: expected a close: {e}", cap.name))?;
+            peer.expect_closed()
+                .map_err(|e| format!("{}: expected a close: {e}", cap.name))?;
         } else if cap.meta["connection_closed_by_server"] == true {
             match peer.recv().map_err(|e| format!("{}: {e}", cap.name))? {
                 Recv::Closed => {}
-                Recv::Frame(f) => return Err(format!("{}: unexpected frame {} instead of a close", cap.name, hex(&f))),
+                Recv::Frame(f) => {
+                    return Err(format!(
+                        "{}: unexpected frame {} instead of a close",
+                        cap.name,
+                        hex(&f)
+                    ))
+                }
             }
         } else {
             // Still open: a getpid on the same connection is answered.
             if !handshaken {
-                let hs = sp_proto::Message::Handshake { reqno: 999, hs: sp_proto::Handshake::Guest { comm: b"probe\0" } };
-                peer.send_msg(&hs).map_err(|e| format!("{}: {e}", cap.name))?;
-                let f = peer.recv_msg().map_err(|e| format!("{}: connection not usable: {e}", cap.name))?;
-                if f.message() != Some(sp_proto::Message::HandshakeResp { reqno: 999, error: 0 }) {
-                    return Err(format!("{}: handshake after the error refused: {}", cap.name, hex(&f.0)));
+                let hs = sp_proto::Message::Handshake {
+                    reqno: 999,
+                    hs: sp_proto::Handshake::Guest { comm: b"probe\0" },
+                };
+                peer.send_msg(&hs)
+                    .map_err(|e| format!("{}: {e}", cap.name))?;
+                let f = peer
+                    .recv_msg()
+                    .map_err(|e| format!("{}: connection not usable: {e}", cap.name))?;
+                if f.message()
+                    != Some(sp_proto::Message::HandshakeResp {
+                        reqno: 999,
+                        error: 0,
+                    })
+                {
+                    return Err(format!(
+                        "{}: handshake after the error refused: {}",
+                        cap.name,
+                        hex(&f.0)
+                    ));
                 }
             }
             let reqno = 1000;
-            let (err, _) = peer.syscall(reqno, 20, &[]).map_err(|e| format!("{}: connection not usable: {e}", cap.name))?;
+            let (err, _) = peer
+                .syscall(reqno, 20, &[])
+                .map_err(|e| format!("{}: connection not usable: {e}", cap.name))?;
             if err != 0 {
                 return Err(format!("{}: getpid failed with {err}", cap.name));
             }

@@ -12,7 +12,10 @@ use sp_testkit::vectors;
 use std::sync::Arc;
 
 fn reference_config(banner: &[u8]) -> Config {
-    Config { banner: Banner::parse(banner).expect("capture banner parses"), ..Config::default() }
+    Config {
+        banner: Banner::parse(banner).expect("capture banner parses"),
+        ..Config::default()
+    }
 }
 
 fn replay_all(transport: Transport) {
@@ -20,18 +23,34 @@ fn replay_all(transport: Transport) {
     let mut units = 0;
     for cap in &caps {
         // A fresh server per capture: pids start at 2 as in the recording.
-        let server = TestServer::start_with(Arc::new(StubKernel::new()), transport, reference_config(cap.banner()))
-            .expect("server starts");
+        let server = TestServer::start_with(
+            Arc::new(StubKernel::new()),
+            transport,
+            reference_config(cap.banner()),
+        )
+        .expect("server starts");
         units += vectors::replay(cap, &server.url()).unwrap_or_else(|e| panic!("{e}"));
         // Whatever the capture did, the server still serves a new client.
         let mut probe = RawPeer::guest(&server.url(), "probe").expect("server still serves");
         let (err, _) = probe.syscall(2, 20, &[]).unwrap();
         assert_eq!(err, 0, "{}: getpid after the scenario", cap.name);
     }
-    let s2c: usize = caps.iter().map(|c| c.units.iter().filter(|u| u.dir == vectors::Dir::S2c).count()).sum();
+    let s2c: usize = caps
+        .iter()
+        .map(|c| {
+            c.units
+                .iter()
+                .filter(|u| u.dir == vectors::Dir::S2c)
+                .count()
+        })
+        .sum();
     let crashed = caps.iter().filter(|c| c.reference_crashed()).count();
     eprintln!("{} captures, {units} server units compared", caps.len());
-    assert_eq!(units, s2c + crashed, "every server unit of every capture was compared");
+    assert_eq!(
+        units,
+        s2c + crashed,
+        "every server unit of every capture was compared"
+    );
 }
 
 #[test]

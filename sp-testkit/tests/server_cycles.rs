@@ -24,6 +24,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        // tidy:allow-sleep: polls a counter under an explicit deadline
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -40,38 +41,159 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         let s = server(t);
         let mut p = RawPeer::guest(&s.url(), "cycles").unwrap();
         // write: the server asks for the bytes, we answer, it returns n.
-        p.send_msg(&Message::Syscall { reqno: 2, sysnum: 4, args: &args(&[1, 0x1000, 5]) }).unwrap();
+        p.send_msg(&Message::Syscall {
+            reqno: 2,
+            sysnum: 4,
+            args: &args(&[1, 0x1000, 5]),
+        })
+        .unwrap();
         let f = p.recv_msg().unwrap();
-        assert_eq!(f.message(), Some(Message::CopyinReq { reqno: 0, string: false, len: 5, addr: 0x1000 }));
-        p.send_msg(&Message::CopyinResp { reqno: 0, data: b"hello" }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 2, error: 0, retval: [5, 0] }));
+        assert_eq!(
+            f.message(),
+            Some(Message::CopyinReq {
+                reqno: 0,
+                string: false,
+                len: 5,
+                addr: 0x1000
+            })
+        );
+        p.send_msg(&Message::CopyinResp {
+            reqno: 0,
+            data: b"hello",
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 2,
+                error: 0,
+                retval: [5, 0]
+            })
+        );
         // read: a COPYOUT carries the bytes, then the answer.
-        p.send_msg(&Message::Syscall { reqno: 3, sysnum: 3, args: &args(&[0, 0x2000, 4]) }).unwrap();
+        p.send_msg(&Message::Syscall {
+            reqno: 3,
+            sysnum: 3,
+            args: &args(&[0, 0x2000, 4]),
+        })
+        .unwrap();
         let f = p.recv_msg().unwrap();
-        assert_eq!(f.message(), Some(Message::Copyout { reqno: 1, string: false, addr: 0x2000, data: &[0, 1, 2, 3] }));
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 3, error: 0, retval: [4, 0] }));
+        assert_eq!(
+            f.message(),
+            Some(Message::Copyout {
+                reqno: 1,
+                string: false,
+                addr: 0x2000,
+                data: &[0, 1, 2, 3]
+            })
+        );
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 3,
+                error: 0,
+                retval: [4, 0]
+            })
+        );
         // open: COPYINSTR of at most 1024 bytes.
-        p.send_msg(&Message::Syscall { reqno: 4, sysnum: 5, args: &args(&[0x3000, 0, 0]) }).unwrap();
+        p.send_msg(&Message::Syscall {
+            reqno: 4,
+            sysnum: 5,
+            args: &args(&[0x3000, 0, 0]),
+        })
+        .unwrap();
         let f = p.recv_msg().unwrap();
-        assert_eq!(f.message(), Some(Message::CopyinReq { reqno: 2, string: true, len: 1024, addr: 0x3000 }));
-        p.send_msg(&Message::CopyinResp { reqno: 2, data: b"/ok\0" }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 4, error: 0, retval: [3, 0] }));
+        assert_eq!(
+            f.message(),
+            Some(Message::CopyinReq {
+                reqno: 2,
+                string: true,
+                len: 1024,
+                addr: 0x3000
+            })
+        );
+        p.send_msg(&Message::CopyinResp {
+            reqno: 2,
+            data: b"/ok\0",
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 4,
+                error: 0,
+                retval: [3, 0]
+            })
+        );
         // anonmmap: the client's address comes back as the result.
-        p.send_msg(&Message::Syscall { reqno: 5, sysnum: 1000, args: &args(&[65536]) }).unwrap();
+        p.send_msg(&Message::Syscall {
+            reqno: 5,
+            sysnum: 1000,
+            args: &args(&[65536]),
+        })
+        .unwrap();
         let f = p.recv_msg().unwrap();
-        assert_eq!(f.message(), Some(Message::AnonmmapReq { reqno: 3, size: 65536 }));
-        p.send_msg(&Message::AnonmmapResp { reqno: 3, addr: 0x7000_0000 }).unwrap();
+        assert_eq!(
+            f.message(),
+            Some(Message::AnonmmapReq {
+                reqno: 3,
+                size: 65536
+            })
+        );
+        p.send_msg(&Message::AnonmmapResp {
+            reqno: 3,
+            addr: 0x7000_0000,
+        })
+        .unwrap();
         let r = p.recv_msg().unwrap();
-        assert_eq!(r.message(), Some(Message::SyscallResp { reqno: 5, error: 0, retval: [0x7000_0000, 0] }));
+        assert_eq!(
+            r.message(),
+            Some(Message::SyscallResp {
+                reqno: 5,
+                error: 0,
+                retval: [0x7000_0000, 0]
+            })
+        );
         // A client that could not map: ENOMEM.
-        p.send_msg(&Message::Syscall { reqno: 6, sysnum: 1000, args: &args(&[65536]) }).unwrap();
+        p.send_msg(&Message::Syscall {
+            reqno: 6,
+            sysnum: 1000,
+            args: &args(&[65536]),
+        })
+        .unwrap();
         p.recv_msg().unwrap();
-        p.send_msg(&Message::AnonmmapResp { reqno: 4, addr: 0 }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 6, error: 12, retval: [0, 0] }));
+        p.send_msg(&Message::AnonmmapResp { reqno: 4, addr: 0 })
+            .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 6,
+                error: 12,
+                retval: [0, 0]
+            })
+        );
         // raise: a RAISE request with reqno 0, no answer expected.
-        p.send_msg(&Message::Syscall { reqno: 7, sysnum: 1001, args: &args(&[30]) }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::Raise { reqno: 0, signo: 30 }));
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 7, error: 0, retval: [0, 0] }));
+        p.send_msg(&Message::Syscall {
+            reqno: 7,
+            sysnum: 1001,
+            args: &args(&[30]),
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::Raise {
+                reqno: 0,
+                signo: 30
+            })
+        );
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 7,
+                error: 0,
+                retval: [0, 0]
+            })
+        );
     });
 }
 
@@ -84,33 +206,98 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         p.syscall_async(2, 4, &args(&[1, 0x1000, 8]));
         let f = p.recv_msg().unwrap();
         let r = f.header().reqno();
-        p.send_msg(&Message::CopyinResp { reqno: r, data: b"abc" }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 2, error: 14, retval: [0, 0] }));
+        p.send_msg(&Message::CopyinResp {
+            reqno: r,
+            data: b"abc",
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 2,
+                error: 14,
+                retval: [0, 0]
+            })
+        );
         // Long COPYIN answer.
         p.syscall_async(3, 4, &args(&[1, 0x1000, 2]));
         let r = p.recv_msg().unwrap().header().reqno();
-        p.send_msg(&Message::CopyinResp { reqno: r, data: b"abcdef" }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 3, error: 14, retval: [0, 0] }));
+        p.send_msg(&Message::CopyinResp {
+            reqno: r,
+            data: b"abcdef",
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 3,
+                error: 14,
+                retval: [0, 0]
+            })
+        );
         // ERROR answer to a COPYIN (our extension).
         p.syscall_async(4, 4, &args(&[1, 0x1000, 2]));
         let r = p.recv_msg().unwrap().header().reqno();
-        p.send_msg(&Message::Error { reqno: r, code: ErrorCode::MALFORMED_REQUEST }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 4, error: 14, retval: [0, 0] }));
+        p.send_msg(&Message::Error {
+            reqno: r,
+            code: ErrorCode::MALFORMED_REQUEST,
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 4,
+                error: 14,
+                retval: [0, 0]
+            })
+        );
         // COPYINSTR answer longer than asked.
         p.syscall_async(5, 5, &args(&[0x3000, 0, 0]));
         let r = p.recv_msg().unwrap().header().reqno();
-        p.send_msg(&Message::CopyinResp { reqno: r, data: &vec![b'a'; 1025] }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 5, error: 14, retval: [0, 0] }));
+        p.send_msg(&Message::CopyinResp {
+            reqno: r,
+            data: &vec![b'a'; 1025],
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 5,
+                error: 14,
+                retval: [0, 0]
+            })
+        );
         // ERROR answer to ANONMMAP.
         p.syscall_async(6, 1000, &args(&[4096]));
         let r = p.recv_msg().unwrap().header().reqno();
-        p.send_msg(&Message::Error { reqno: r, code: ErrorCode::NOMEM }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 6, error: 14, retval: [0, 0] }));
+        p.send_msg(&Message::Error {
+            reqno: r,
+            code: ErrorCode::NOMEM,
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 6,
+                error: 14,
+                retval: [0, 0]
+            })
+        );
         // An argument block shorter than the call needs: EFAULT.
         assert_eq!(p.syscall(7, 4, &args(&[1])).unwrap(), (14, [0, 0]));
         // An ERROR frame nobody waits for is malformed; the connection lives.
-        p.send_msg(&Message::Error { reqno: 99, code: ErrorCode::AUTH }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::Error { reqno: 99, code: ErrorCode::MALFORMED_REQUEST }));
+        p.send_msg(&Message::Error {
+            reqno: 99,
+            code: ErrorCode::AUTH,
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::Error {
+                reqno: 99,
+                code: ErrorCode::MALFORMED_REQUEST
+            })
+        );
         assert_eq!(p.syscall(8, 20, &[]).unwrap().0, 0);
     });
 }
@@ -118,10 +305,21 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
 #[test]
 fn frame_over_the_limit_ends_only_that_connection() {
     each_transport(|t| {
-        let s = server_with(t, Config { max_frame: 4096, ..Config::default() });
+        let s = server_with(
+            t,
+            Config {
+                max_frame: 4096,
+                ..Config::default()
+            },
+        );
         let mut good = RawPeer::guest(&s.url(), "good").unwrap();
         let mut bad = RawPeer::guest(&s.url(), "bad").unwrap();
-        bad.send_msg(&Message::Syscall { reqno: 2, sysnum: 20, args: &vec![0; 8192] }).unwrap_or(());
+        bad.send_msg(&Message::Syscall {
+            reqno: 2,
+            sysnum: 20,
+            args: &vec![0; 8192],
+        })
+        .unwrap_or(());
         assert_eq!(bad.recv().unwrap(), Recv::Closed);
         assert_eq!(good.syscall(2, 20, &[]).unwrap().0, 0);
         assert!(s.server.stats().dropped >= 1);
@@ -134,29 +332,55 @@ fn prefork_fork_handshake_and_cancel() {
         let s = server(t);
         let mut parent = RawPeer::guest(&s.url(), "parent").unwrap();
         parent.send_msg(&Message::Prefork { reqno: 2 }).unwrap();
-        let Some(Message::PreforkResp { reqno: 2, cookie }) = parent.recv_msg().unwrap().message() else {
+        let Some(Message::PreforkResp { reqno: 2, cookie }) = parent.recv_msg().unwrap().message()
+        else {
             panic!("no prefork response")
         };
         assert_eq!(s.server.stats().preforks, 1);
         // The parent may exit right after the host fork.
         drop(parent);
         let (mut child, _) = RawPeer::connect_banner(&s.url()).unwrap();
-        child.send_msg(&Message::Handshake { reqno: 1, hs: Handshake::Fork { cookie, cancel: 0 } }).unwrap();
-        assert_eq!(child.recv_msg().unwrap().message(), Some(Message::HandshakeResp { reqno: 1, error: 0 }));
+        child
+            .send_msg(&Message::Handshake {
+                reqno: 1,
+                hs: Handshake::Fork { cookie, cancel: 0 },
+            })
+            .unwrap();
+        assert_eq!(
+            child.recv_msg().unwrap().message(),
+            Some(Message::HandshakeResp { reqno: 1, error: 0 })
+        );
         // The stub forks the prefork once more: guest 2, prefork 3, child 4.
         assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [4, 0]));
         assert_eq!(s.server.stats().preforks, 0);
         // A cookie is good once.
         let (mut again, _) = RawPeer::connect_banner(&s.url()).unwrap();
-        again.send_msg(&Message::Handshake { reqno: 1, hs: Handshake::Fork { cookie, cancel: 0 } }).unwrap();
-        assert_eq!(again.recv_msg().unwrap().message(), Some(Message::Error { reqno: 1, code: ErrorCode::INVALID_PREFORK }));
+        again
+            .send_msg(&Message::Handshake {
+                reqno: 1,
+                hs: Handshake::Fork { cookie, cancel: 0 },
+            })
+            .unwrap();
+        assert_eq!(
+            again.recv_msg().unwrap().message(),
+            Some(Message::Error {
+                reqno: 1,
+                code: ErrorCode::INVALID_PREFORK
+            })
+        );
         assert_eq!(again.recv().unwrap(), Recv::Closed);
         // Cancel: the prefork is discarded and the connection closed, no answer.
         let mut p2 = RawPeer::guest(&s.url(), "p2").unwrap();
         p2.send_msg(&Message::Prefork { reqno: 2 }).unwrap();
-        let Some(Message::PreforkResp { cookie, .. }) = p2.recv_msg().unwrap().message() else { panic!() };
+        let Some(Message::PreforkResp { cookie, .. }) = p2.recv_msg().unwrap().message() else {
+            panic!()
+        };
         let (mut c2, _) = RawPeer::connect_banner(&s.url()).unwrap();
-        c2.send_msg(&Message::Handshake { reqno: 1, hs: Handshake::Fork { cookie, cancel: 1 } }).unwrap();
+        c2.send_msg(&Message::Handshake {
+            reqno: 1,
+            hs: Handshake::Fork { cookie, cancel: 1 },
+        })
+        .unwrap();
         assert_eq!(c2.recv().unwrap(), Recv::Closed);
         assert_eq!(s.server.stats().preforks, 0);
     });
@@ -164,19 +388,35 @@ fn prefork_fork_handshake_and_cancel() {
 
 #[test]
 fn prefork_cap_and_expiry() {
-    let cfg = Config { prefork_cap: 3, prefork_ttl: Duration::from_millis(100), ..Config::default() };
+    let cfg = Config {
+        prefork_cap: 3,
+        prefork_ttl: Duration::from_millis(100),
+        ..Config::default()
+    };
     let s = server_with(Transport::Unix, cfg);
     let mut p = RawPeer::guest(&s.url(), "flood").unwrap();
     for i in 0..3 {
         p.send_msg(&Message::Prefork { reqno: 2 + i }).unwrap();
-        assert!(matches!(p.recv_msg().unwrap().message(), Some(Message::PreforkResp { .. })));
+        assert!(matches!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::PreforkResp { .. })
+        ));
     }
     p.send_msg(&Message::Prefork { reqno: 9 }).unwrap();
-    assert_eq!(p.recv_msg().unwrap().message(), Some(Message::Error { reqno: 9, code: ErrorCode::TRYAGAIN }));
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::Error {
+            reqno: 9,
+            code: ErrorCode::TRYAGAIN
+        })
+    );
     // The time-to-live reclaims them, and the cap frees up.
     eventually("preforks expire", || s.server.stats().preforks == 0);
     p.send_msg(&Message::Prefork { reqno: 10 }).unwrap();
-    assert!(matches!(p.recv_msg().unwrap().message(), Some(Message::PreforkResp { reqno: 10, .. })));
+    assert!(matches!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::PreforkResp { reqno: 10, .. })
+    ));
 }
 
 #[test]
@@ -187,21 +427,55 @@ fn exec_waits_for_inflight_calls_and_refuses_a_second() {
         // A write waits in the kernel for our COPYIN answer.
         p.syscall_async(2, 4, &args(&[1, 0x1000, 3]));
         let r = p.recv_msg().unwrap().header().reqno();
-        p.send_msg(&Message::Handshake { reqno: 0, hs: Handshake::Exec { comm: b"after\0" } }).unwrap();
+        p.send_msg(&Message::Handshake {
+            reqno: 0,
+            hs: Handshake::Exec { comm: b"after\0" },
+        })
+        .unwrap();
         // Only once the call is answered does the exec complete: the
         // syscall's answer comes first.
-        p.send_msg(&Message::CopyinResp { reqno: r, data: b"xyz" }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 2, error: 0, retval: [3, 0] }));
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::HandshakeResp { reqno: 0, error: 0 }));
+        p.send_msg(&Message::CopyinResp {
+            reqno: r,
+            data: b"xyz",
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: 2,
+                error: 0,
+                retval: [3, 0]
+            })
+        );
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::HandshakeResp { reqno: 0, error: 0 })
+        );
         assert_eq!(p.syscall(1, 20, &[]).unwrap(), (0, [2, 0]));
         // An exec while one is in progress: INEXEC and the connection ends.
         p.syscall_async(2, 4, &args(&[1, 0x1000, 3]));
         p.recv_msg().unwrap();
-        p.send_msg(&Message::Handshake { reqno: 3, hs: Handshake::Exec { comm: b"one\0" } }).unwrap();
-        p.send_msg(&Message::Handshake { reqno: 4, hs: Handshake::Exec { comm: b"two\0" } }).unwrap();
-        assert_eq!(p.recv_msg().unwrap().message(), Some(Message::Error { reqno: 4, code: ErrorCode::INEXEC }));
+        p.send_msg(&Message::Handshake {
+            reqno: 3,
+            hs: Handshake::Exec { comm: b"one\0" },
+        })
+        .unwrap();
+        p.send_msg(&Message::Handshake {
+            reqno: 4,
+            hs: Handshake::Exec { comm: b"two\0" },
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::Error {
+                reqno: 4,
+                code: ErrorCode::INEXEC
+            })
+        );
         p.expect_closed().unwrap();
-        eventually("the process is released", || s.server.stats().syscalls == 0 && s.server.stats().connections == 0);
+        eventually("the process is released", || {
+            s.server.stats().syscalls == 0 && s.server.stats().connections == 0
+        });
     });
 }
 
@@ -215,7 +489,9 @@ fn disconnect_mid_copyin_fails_the_copy_and_frees_everything() {
         assert_eq!(s.server.stats().syscalls, 1);
         drop(p);
         eventually("the call returns", || s.server.stats().syscalls == 0);
-        eventually("the connection is gone", || s.server.stats().connections == 0);
+        eventually("the connection is gone", || {
+            s.server.stats().connections == 0
+        });
         let mut q = RawPeer::guest(&s.url(), "next").unwrap();
         assert_eq!(q.syscall(2, 20, &[]).unwrap().0, 0);
     });
@@ -224,14 +500,24 @@ fn disconnect_mid_copyin_fails_the_copy_and_frees_everything() {
 #[test]
 fn a_client_that_does_not_read_is_dropped_and_others_go_on() {
     each_transport(|t| {
-        let cfg = Config { send_queue_bytes: 1 << 20, ..Config::default() };
+        let cfg = Config {
+            send_queue_bytes: 1 << 20,
+            ..Config::default()
+        };
         let s = server_with(t, cfg);
         let mut hog = RawPeer::guest(&s.url(), "hog").unwrap();
         let mut other = RawPeer::guest(&s.url(), "other").unwrap();
         // Each read answers with a 256 KiB COPYOUT the hog never reads.
         let mut sent = 0;
         while s.server.stats().dropped == 0 && sent < 1000 {
-            if hog.send_msg(&Message::Syscall { reqno: 2 + sent, sysnum: 3, args: &args(&[0, 0x1000, 256 << 10]) }).is_err() {
+            if hog
+                .send_msg(&Message::Syscall {
+                    reqno: 2 + sent,
+                    sysnum: 3,
+                    args: &args(&[0, 0x1000, 256 << 10]),
+                })
+                .is_err()
+            {
                 break;
             }
             sent += 1;
@@ -247,7 +533,13 @@ fn a_client_that_does_not_read_is_dropped_and_others_go_on() {
 
 #[test]
 fn client_limit_closes_the_extra_connection() {
-    let s = server_with(Transport::Unix, Config { max_clients: 2, ..Config::default() });
+    let s = server_with(
+        Transport::Unix,
+        Config {
+            max_clients: 2,
+            ..Config::default()
+        },
+    );
     let _a = RawPeer::guest(&s.url(), "a").unwrap();
     let _b = RawPeer::guest(&s.url(), "b").unwrap();
     let mut c = RawPeer::connect(&s.url()).unwrap();
@@ -271,11 +563,27 @@ fn shutdown_removes_the_socket_and_releases_clients() {
 fn peer_uid_allowlist_on_unix() {
     use std::os::unix::fs::MetadataExt;
     let me = std::fs::metadata("/proc/self").unwrap().uid();
-    let s = server_with(Transport::Unix, Config { allowed_uids: Some(vec![me.wrapping_add(1)]), ..Config::default() });
+    let s = server_with(
+        Transport::Unix,
+        Config {
+            allowed_uids: Some(vec![me.wrapping_add(1)]),
+            ..Config::default()
+        },
+    );
     let mut refused = RawPeer::connect(&s.url()).unwrap();
-    assert_eq!(refused.recv().unwrap(), Recv::Closed, "a refused peer gets no banner");
+    assert_eq!(
+        refused.recv().unwrap(),
+        Recv::Closed,
+        "a refused peer gets no banner"
+    );
     assert_eq!(s.server.stats().dropped, 1);
-    let ok = server_with(Transport::Unix, Config { allowed_uids: Some(vec![me]), ..Config::default() });
+    let ok = server_with(
+        Transport::Unix,
+        Config {
+            allowed_uids: Some(vec![me]),
+            ..Config::default()
+        },
+    );
     let mut p = RawPeer::guest(&ok.url(), "me").unwrap();
     assert_eq!(p.syscall(2, 20, &[]).unwrap().0, 0);
 }
@@ -283,11 +591,23 @@ fn peer_uid_allowlist_on_unix() {
 #[test]
 fn source_network_allowlist_on_tcp() {
     let nets = vec!["10.0.0.0/8".parse().unwrap()];
-    let s = server_with(Transport::Tcp, Config { allowed_nets: Some(nets), ..Config::default() });
+    let s = server_with(
+        Transport::Tcp,
+        Config {
+            allowed_nets: Some(nets),
+            ..Config::default()
+        },
+    );
     let mut refused = RawPeer::connect(&s.url()).unwrap();
     assert_eq!(refused.recv().unwrap(), Recv::Closed);
     let nets = vec!["127.0.0.0/8".parse().unwrap()];
-    let ok = server_with(Transport::Tcp, Config { allowed_nets: Some(nets), ..Config::default() });
+    let ok = server_with(
+        Transport::Tcp,
+        Config {
+            allowed_nets: Some(nets),
+            ..Config::default()
+        },
+    );
     let mut p = RawPeer::guest(&ok.url(), "local").unwrap();
     assert_eq!(p.syscall(2, 20, &[]).unwrap().0, 0);
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Descriptors a process may have open (0 to `FD_LIMIT - 1`).
-pub(crate) const FD_LIMIT: usize = 1024;
+pub const FD_LIMIT: usize = 1024;
 
 /// Status flags F_SETFL may change.
 const SETFL_MASK: u32 = oflag::O_APPEND | oflag::O_NONBLOCK;
@@ -55,17 +55,24 @@ impl OpenFile {
     /// F_SETFL: sets O_APPEND and O_NONBLOCK, ignores the rest.
     pub(crate) fn set_flags(&self, new: u32) {
         let acc = self.flags() & oflag::O_ACCMODE;
-        self.flags.store(acc | (new & SETFL_MASK), Ordering::Relaxed);
+        self.flags
+            .store(acc | (new & SETFL_MASK), Ordering::Relaxed);
     }
 
     /// Opened for reading.
     pub(crate) fn readable(&self) -> bool {
-        matches!(self.flags() & oflag::O_ACCMODE, oflag::O_RDONLY | oflag::O_RDWR)
+        matches!(
+            self.flags() & oflag::O_ACCMODE,
+            oflag::O_RDONLY | oflag::O_RDWR
+        )
     }
 
     /// Opened for writing.
     pub(crate) fn writable(&self) -> bool {
-        matches!(self.flags() & oflag::O_ACCMODE, oflag::O_WRONLY | oflag::O_RDWR)
+        matches!(
+            self.flags() & oflag::O_ACCMODE,
+            oflag::O_WRONLY | oflag::O_RDWR
+        )
     }
 
     /// O_NONBLOCK is set.
@@ -93,18 +100,27 @@ pub(crate) struct FdTable {
 }
 
 fn index(fd: i32) -> Result<usize, Errno> {
-    usize::try_from(fd).ok().filter(|&i| i < FD_LIMIT).ok_or(Errno::EBADF)
+    usize::try_from(fd)
+        .ok()
+        .filter(|&i| i < FD_LIMIT)
+        .ok_or(Errno::EBADF)
 }
 
 impl FdTable {
     /// The descriptor `fd`; `EBADF` if it is not open.
     pub(crate) fn get(&self, fd: i32) -> Result<&FdEntry, Errno> {
-        self.slots.get(index(fd)?).and_then(Option::as_ref).ok_or(Errno::EBADF)
+        self.slots
+            .get(index(fd)?)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)
     }
 
     /// The descriptor `fd`, mutable.
     pub(crate) fn get_mut(&mut self, fd: i32) -> Result<&mut FdEntry, Errno> {
-        self.slots.get_mut(index(fd)?).and_then(Option::as_mut).ok_or(Errno::EBADF)
+        self.slots
+            .get_mut(index(fd)?)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)
     }
 
     /// The lowest free descriptor at or above `min`; `EMFILE` if none.
@@ -133,7 +149,11 @@ impl FdTable {
 
     /// Removes `fd`; `EBADF` if it is not open.
     pub(crate) fn remove(&mut self, fd: i32) -> Result<FdEntry, Errno> {
-        let e = self.slots.get_mut(index(fd)?).and_then(Option::take).ok_or(Errno::EBADF)?;
+        let e = self
+            .slots
+            .get_mut(index(fd)?)
+            .and_then(Option::take)
+            .ok_or(Errno::EBADF)?;
         while self.slots.last().is_some_and(Option::is_none) {
             self.slots.pop();
         }
@@ -156,7 +176,10 @@ impl FdTable {
 
     /// Removes every descriptor.
     pub(crate) fn take_all(&mut self) -> Vec<FdEntry> {
-        std::mem::take(&mut self.slots).into_iter().flatten().collect()
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The open descriptor numbers, ascending.

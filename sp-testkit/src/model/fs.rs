@@ -41,7 +41,10 @@ pub(crate) const DEFAULT_CAPACITY: u64 = 1 << 30;
 /// What a node is.
 pub(crate) enum NodeKind {
     /// A directory: its entries by name and its parent (itself for the root).
-    Dir { entries: BTreeMap<Vec<u8>, Ino>, parent: Ino },
+    Dir {
+        entries: BTreeMap<Vec<u8>, Ino>,
+        parent: Ino,
+    },
     /// A regular file.
     File { data: Vec<u8> },
     /// A character device (only `/dev/null`).
@@ -96,6 +99,14 @@ pub(crate) struct OpenHow {
     pub(crate) perm: u32,
 }
 
+/// The kind of a node, for callers outside the lock.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    Dir,
+    File,
+    Null,
+}
+
 /// What `read` found at a node.
 pub(crate) enum ReadOut {
     /// Bytes of a regular file (or nothing, for `/dev/null`).
@@ -128,7 +139,10 @@ pub(crate) struct VnodeRef {
 impl VnodeRef {
     /// Adopts a reference already counted under the fs lock.
     fn adopt(fs: &Arc<Fs>, ino: Ino) -> VnodeRef {
-        VnodeRef { fs: fs.clone(), ino }
+        VnodeRef {
+            fs: fs.clone(),
+            ino,
+        }
     }
 
     /// The node's inode number.
@@ -183,7 +197,10 @@ impl FsInner {
 
     /// Frees a node nothing links or references.
     fn collect(&mut self, ino: Ino) {
-        let dead = self.nodes.get(&ino).is_some_and(|n| n.nlink == 0 && n.refs == 0);
+        let dead = self
+            .nodes
+            .get(&ino)
+            .is_some_and(|n| n.nlink == 0 && n.refs == 0);
         if dead {
             if let Some(Node {
                 kind: NodeKind::File { data },
@@ -226,7 +243,10 @@ impl FsInner {
             return Err(Errno::ENAMETOOLONG);
         }
         let mut dir = if path[0] == b'/' { ROOT_INO } else { cwd };
-        let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        let comps: Vec<&[u8]> = path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         if comps.iter().any(|c| c.len() > NAME_MAX) {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -290,7 +310,11 @@ impl FsInner {
 
     fn add_node(&mut self, ino: Ino, kind: NodeKind, perm: u32) {
         let now = self.now();
-        let nlink = if matches!(kind, NodeKind::Dir { .. }) { 2 } else { 1 };
+        let nlink = if matches!(kind, NodeKind::Dir { .. }) {
+            2
+        } else {
+            1
+        };
         self.nodes.insert(
             ino,
             Node {
@@ -416,7 +440,11 @@ impl Fs {
                 0o1777,
             );
             // Fresh nodes under a fresh root: these cannot fail.
-            for (dir, name, ino) in [(ROOT_INO, "dev", dev), (dev, "null", null), (ROOT_INO, "tmp", tmp)] {
+            for (dir, name, ino) in [
+                (ROOT_INO, "dev", dev),
+                (dev, "null", null),
+                (ROOT_INO, "tmp", tmp),
+            ] {
                 let _ = g.link(dir, name.as_bytes().to_vec(), ino);
             }
             g.set_nlink(ROOT_INO, |n| n + 2);
@@ -440,7 +468,11 @@ impl Fs {
     }
 
     /// Resolves `path` from `cwd`, counting a reference to what it names.
-    pub(crate) fn lookup_ref(self: &Arc<Fs>, cwd: Ino, path: &[u8]) -> Result<(VnodeRef, bool), Errno> {
+    pub(crate) fn lookup_ref(
+        self: &Arc<Fs>,
+        cwd: Ino,
+        path: &[u8],
+    ) -> Result<(VnodeRef, bool), Errno> {
         let (ino, is_dir) = {
             let mut g = self.inner.lock();
             let ino = g.lookup(cwd, path)?;
@@ -453,7 +485,12 @@ impl Fs {
 
     /// The open(2) lookup: finds or creates the node `path` names and
     /// counts a reference to it.
-    pub(crate) fn open(self: &Arc<Fs>, cwd: Ino, path: &[u8], how: &OpenHow) -> Result<VnodeRef, Errno> {
+    pub(crate) fn open(
+        self: &Arc<Fs>,
+        cwd: Ino,
+        path: &[u8],
+        how: &OpenHow,
+    ) -> Result<VnodeRef, Errno> {
         let ino = {
             let mut g = self.inner.lock();
             let p = g.parent(cwd, path)?;
@@ -586,7 +623,9 @@ impl Fs {
             }
             if let Some(d) = dst {
                 match &g.node(d)?.kind {
-                    NodeKind::Dir { entries, .. } if !entries.is_empty() => return Err(Errno::ENOTEMPTY),
+                    NodeKind::Dir { entries, .. } if !entries.is_empty() => {
+                        return Err(Errno::ENOTEMPTY)
+                    }
                     NodeKind::Dir { .. } => {}
                     _ => return Err(Errno::ENOTDIR),
                 }
@@ -643,9 +682,13 @@ impl Fs {
         self.inner.lock().stat_node(ino)
     }
 
-    /// Whether `ino` is a directory.
-    pub(crate) fn is_dir(&self, ino: Ino) -> bool {
-        self.inner.lock().nodes.get(&ino).is_some_and(Node::is_dir)
+    /// What kind of node `ino` is.
+    pub(crate) fn kind(&self, ino: Ino) -> Result<Kind, Errno> {
+        Ok(match self.inner.lock().node(ino)?.kind {
+            NodeKind::Dir { .. } => Kind::Dir,
+            NodeKind::File { .. } => Kind::File,
+            NodeKind::Null => Kind::Null,
+        })
     }
 
     /// Up to `n` bytes at `off`.
@@ -705,7 +748,12 @@ impl Fs {
     /// bytes, and how many entries they are. Entry 0 is `.`, 1 is `..`,
     /// then the names in byte order. `EINVAL` if the next record does not
     /// fit at all; an empty buffer at the end.
-    pub(crate) fn getdents(&self, ino: Ino, index: u64, max: usize) -> Result<(Vec<u8>, u64), Errno> {
+    pub(crate) fn getdents(
+        &self,
+        ino: Ino,
+        index: u64,
+        max: usize,
+    ) -> Result<(Vec<u8>, u64), Errno> {
         let g = self.inner.lock();
         let n = g.node(ino)?;
         let NodeKind::Dir { entries, parent } = &n.kind else {

@@ -50,7 +50,7 @@ impl Drop for PipeEnd {
 
 impl Pipe {
     /// A new pipe with inode number `ino`, and its read and write ends.
-    pub(crate) fn new(ino: u64) -> (PipeEnd, PipeEnd) {
+    pub(crate) fn create(ino: u64) -> (PipeEnd, PipeEnd) {
         let pipe = Arc::new(Pipe {
             st: Mutex::new(PipeState {
                 buf: VecDeque::new(),
@@ -82,7 +82,12 @@ impl Pipe {
 
     /// Reads up to `n` bytes: waits while the pipe is empty and a writer is
     /// open; an empty result is end of file.
-    pub(crate) fn read(self: &Arc<Pipe>, n: usize, nonblock: bool, w: &Waiter<'_>) -> Result<Vec<u8>, Errno> {
+    pub(crate) fn read(
+        self: &Arc<Pipe>,
+        n: usize,
+        nonblock: bool,
+        w: &Waiter<'_>,
+    ) -> Result<Vec<u8>, Errno> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -113,7 +118,12 @@ impl Pipe {
     /// Returns the bytes written: fewer than asked only when a nonblocking
     /// write runs out of room or the wait is interrupted after a part went
     /// in. `EPIPE` when no reader is open (the caller raises SIGPIPE).
-    pub(crate) fn write(self: &Arc<Pipe>, data: &[u8], nonblock: bool, w: &Waiter<'_>) -> Result<usize, Errno> {
+    pub(crate) fn write(
+        self: &Arc<Pipe>,
+        data: &[u8],
+        nonblock: bool,
+        w: &Waiter<'_>,
+    ) -> Result<usize, Errno> {
         let _reg = w.register(self);
         let mut st = self.st.lock();
         let mut done = 0;

@@ -1,0 +1,379 @@
+//! [`ModelKernel`]: a small in-memory kernel behind the [`Kernel`] seam.
+//!
+//! It behaves like a real kernel as far as a sysproxy client can tell (see
+//! `KERNEL.md`): a process table (pid 1 is the kernel's own `init`, guests
+//! and forks get pids from 2 up), per-process descriptor tables, current
+//! directories and umasks, an in-memory file system (`/`, `/dev/null`,
+//! `/tmp`), and pipes that block and wake. Syscall numbers, argument blocks,
+//! errno values, flags, `struct stat` and `struct dirent` are NetBSD's.
+//!
+//! ```
+//! use sp_proto::abi::{oflag, sys};
+//! use sp_server::Kernel;
+//! use sp_testkit::memport::MemPort;
+//! use sp_testkit::model::ModelKernel;
+//!
+//! let k = ModelKernel::new();
+//! let port = MemPort::shared();
+//! let p = k.spawn_guest(b"demo", port.clone()).unwrap();
+//! let args = |slots: &[u64]| slots.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>();
+//!
+//! let path = port.alloc_cstr(b"/tmp/hello");
+//! let flags = u64::from(oflag::O_CREAT | oflag::O_RDWR);
+//! let [fd, _] = k.syscall(p, sys::OPEN, &args(&[path, flags, 0o644]), &*port).unwrap();
+//! let msg = port.alloc(b"hi".to_vec());
+//! assert_eq!(k.syscall(p, sys::WRITE, &args(&[fd as u64, msg, 2]), &*port), Ok([2, 0]));
+//! assert_eq!(k.syscall(p, sys::GETPID, &[], &*port), Ok([2, 1]));
+//! ```
+//!
+//! # Locks
+//!
+//! There is no kernel-wide lock held across a call. The process table is a
+//! read-write lock taken only to find or change a process; each process has
+//! its own lock (descriptor table, current directory, umask, name, client);
+//! each open file description has an offset lock; the file system has one
+//! lock; each pipe has its own lock and condition variable. The order is
+//! process table → process → offset → file system / pipe, and no port
+//! method is called with any of them held: data is copied in before a lock
+//! is taken, and taken out under the lock and copied out after it is
+//! dropped.
+//!
+//! # Choices where `KERNEL.md` leaves room
+//!
+//! - A read whose COPYOUT fails returns `EFAULT`. For a file or directory
+//!   the offset is put back (unless another call moved it meanwhile); bytes
+//!   already taken out of a pipe are lost.
+//! - Transfers above 1 MiB are split into several COPYINs or COPYOUTs. A
+//!   write that fails part-way returns the error (as NetBSD does, except
+//!   that `EINTR`/`EAGAIN` after some bytes return the count).
+//! - Pipes hold 16384 bytes (PIPE_SIZE); writers wait for room, writes of
+//!   up to 512 bytes (PIPE_BUF) are atomic; O_NONBLOCK gives `EAGAIN`.
+//! - mmap without MAP_ANON: `EINVAL` (there is no memory to share with the
+//!   client); MAP_ANON with an fd other than -1 or a length of 0: `EINVAL`.
+//! - `__getcwd` returns the length including the NUL, as NetBSD; `ERANGE`
+//!   if the buffer is shorter.
+//! - unlink of a directory: `EPERM`, as NetBSD. rmdir of `/`: `EBUSY`, of
+//!   `.`: `EINVAL`, of `..`: `ENOTEMPTY`.
+//! - Every process acts as root: open and access check no permission bits,
+//!   except that access(X_OK) on a file with no execute bit is `EACCES`.
+//! - kill: `pid` 0 means the caller; another pid without a client (init, a
+//!   prefork not yet attached) takes the signal and drops it; an unknown or
+//!   negative pid is `ESRCH`; a signal outside 0..64 is `EINVAL`.
+//! - dup3 takes only O_CLOEXEC in its flags (`EINVAL` otherwise); pipe2
+//!   takes O_CLOEXEC and O_NONBLOCK and returns 0.
+//! - Times are a logical clock (one tick per change, from 2023-11-14), not
+//!   the host's; atime is not updated by reads.
+//! - Process names are cut at the first NUL and at 16 bytes (MAXCOMLEN).
+//! - Children of a released process get ppid 1.
+
+#![forbid(unsafe_code)]
+
+mod file;
+mod fs;
+mod pipe;
+mod proc;
+mod sys;
+mod uio;
+
+#[cfg(test)]
+mod tests;
+
+use file::FdTable;
+use fs::Fs;
+use parking_lot::RwLock;
+use proc::{CallGuard, Proc, ProcState, Stats, Waiter, MAXCOMLEN};
+use sp_proto::abi::{Errno, SysResult};
+use sp_proto::comm_name;
+use sp_server::{ClientPort, Kernel, Port, ProcId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use file::FD_LIMIT;
+
+/// The pid of the kernel's own process.
+pub const INIT_PID: i32 = 1;
+/// The umask a new guest starts with.
+pub const DEFAULT_UMASK: u32 = 0o022;
+
+/// The model kernel. See the [module documentation](self).
+pub struct ModelKernel {
+    procs: RwLock<HashMap<ProcId, Arc<Proc>>>,
+    next_pid: AtomicI32,
+    fs: Arc<Fs>,
+    stats: Stats,
+}
+
+/// What the model knows about one process, for tests and demos.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Process id.
+    pub pid: i32,
+    /// Parent's process id (1 for a guest).
+    pub ppid: i32,
+    /// Name, without NUL.
+    pub comm: Vec<u8>,
+    /// Calls running in the process now.
+    pub threads: usize,
+    /// Told to exit (lwpexit) and not yet exec-notified.
+    pub exiting: bool,
+    /// Bound to a client (false for init and an unattached prefork).
+    pub attached: bool,
+    /// Open descriptors, ascending.
+    pub fds: Vec<i32>,
+    /// The umask.
+    pub umask: u32,
+}
+
+fn comm_of(comm: &[u8]) -> Vec<u8> {
+    let c = comm_name(comm);
+    c[..c.len().min(MAXCOMLEN)].to_vec()
+}
+
+impl ModelKernel {
+    /// A kernel holding only init (pid 1) and a fresh file system with
+    /// `/dev/null` and `/tmp`, whose files may hold 1 GiB in all.
+    pub fn new() -> ModelKernel {
+        ModelKernel::with_fs_capacity(fs::DEFAULT_CAPACITY)
+    }
+
+    /// As [`ModelKernel::new`], with regular files limited to `bytes` in
+    /// all (`ENOSPC` beyond).
+    pub fn with_fs_capacity(bytes: u64) -> ModelKernel {
+        let fs = Fs::new(bytes);
+        let init = Proc::new(
+            INIT_PID,
+            0,
+            ProcState {
+                fds: FdTable::default(),
+                cwd: fs.root(),
+                umask: DEFAULT_UMASK,
+                comm: b"init".to_vec(),
+                port: None,
+            },
+        );
+        let mut procs = HashMap::new();
+        procs.insert(ProcId(INIT_PID as u64), Arc::new(init));
+        ModelKernel {
+            procs: RwLock::new(procs),
+            next_pid: AtomicI32::new(INIT_PID + 1),
+            fs,
+            stats: Stats::default(),
+        }
+    }
+
+    fn get(&self, proc: ProcId) -> Option<Arc<Proc>> {
+        self.procs.read().get(&proc).cloned()
+    }
+
+    pub(crate) fn find_pid(&self, pid: i32) -> Option<Arc<Proc>> {
+        // Process ids are the pids (see `new_proc`).
+        u64::try_from(pid).ok().and_then(|p| self.get(ProcId(p)))
+    }
+
+    fn new_proc(&self, ppid: i32, st: ProcState) -> Result<ProcId, Errno> {
+        let pid = self
+            .next_pid
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| p.checked_add(1))
+            .map_err(|_| Errno::EAGAIN)?;
+        let id = ProcId(pid as u64);
+        self.procs
+            .write()
+            .insert(id, Arc::new(Proc::new(pid, ppid, st)));
+        Ok(id)
+    }
+
+    /// Number of processes other than init (guests, forks, unclaimed
+    /// preforks).
+    pub fn process_count(&self) -> usize {
+        self.procs.read().len() - 1
+    }
+
+    /// The pids of processes other than init, ascending.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .procs
+            .read()
+            .values()
+            .map(|p| p.pid)
+            .filter(|&p| p != INIT_PID)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The name of the process with pid `pid`.
+    pub fn comm(&self, pid: i32) -> Option<Vec<u8>> {
+        self.find_pid(pid).map(|p| p.st.lock().comm.clone())
+    }
+
+    /// The process with pid `pid`.
+    pub fn proc_by_pid(&self, pid: i32) -> Option<ProcId> {
+        self.find_pid(pid).map(|p| ProcId(p.pid as u64))
+    }
+
+    /// What the model knows about `proc`.
+    pub fn proc_info(&self, proc: ProcId) -> Option<ProcInfo> {
+        let p = self.get(proc)?;
+        let st = p.st.lock();
+        Some(ProcInfo {
+            pid: p.pid,
+            ppid: p.ppid.load(Ordering::SeqCst),
+            comm: st.comm.clone(),
+            threads: p.threads.load(Ordering::SeqCst),
+            exiting: p.is_exiting(),
+            attached: st.port.is_some(),
+            fds: st.fds.fds(),
+            umask: st.umask,
+        })
+    }
+
+    /// Calls in flight, in all processes.
+    pub fn live_threads(&self) -> usize {
+        self.stats.counts().live
+    }
+
+    /// Calls waiting inside the kernel (on a pipe), in all processes.
+    pub fn blocked_threads(&self) -> usize {
+        self.stats.counts().blocked
+    }
+
+    /// Waits until at least `n` calls are in flight; false on timeout.
+    pub fn wait_live_threads(&self, n: usize, timeout: Duration) -> bool {
+        self.stats.wait_until(timeout, |c| c.live >= n)
+    }
+
+    /// Waits until at least `n` calls wait inside the kernel; false on
+    /// timeout.
+    pub fn wait_blocked_threads(&self, n: usize, timeout: Duration) -> bool {
+        self.stats.wait_until(timeout, |c| c.blocked >= n)
+    }
+
+    /// Waits until no call is in flight; false on timeout.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        self.stats.wait_until(timeout, |c| c.live == 0)
+    }
+
+    /// Bytes held by regular files.
+    pub fn fs_used(&self) -> u64 {
+        self.fs.used()
+    }
+
+    /// Nodes alive in the file system (linked, or unlinked but still open).
+    pub fn fs_nodes(&self) -> usize {
+        self.fs.node_count()
+    }
+}
+
+impl Default for ModelKernel {
+    fn default() -> ModelKernel {
+        ModelKernel::new()
+    }
+}
+
+impl fmt::Debug for ModelKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelKernel")
+            .field("pids", &self.pids())
+            .field("live_threads", &self.live_threads())
+            .field("fs_used", &self.fs_used())
+            .finish()
+    }
+}
+
+impl Kernel for ModelKernel {
+    fn spawn_guest(&self, comm: &[u8], port: Port) -> Result<ProcId, Errno> {
+        let st = ProcState {
+            fds: FdTable::default(),
+            cwd: self.fs.root(),
+            umask: DEFAULT_UMASK,
+            comm: comm_of(comm),
+            port: Some(port),
+        };
+        self.new_proc(INIT_PID, st)
+    }
+
+    fn prefork(&self, parent: ProcId) -> Result<ProcId, Errno> {
+        let p = self.get(parent).ok_or(Errno::ESRCH)?;
+        let st = {
+            let g = p.st.lock();
+            ProcState {
+                fds: g.fds.clone(),
+                cwd: g.cwd.clone(),
+                umask: g.umask,
+                comm: g.comm.clone(),
+                port: None,
+            }
+        };
+        self.new_proc(p.pid, st)
+    }
+
+    fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
+        let p = self.get(prefork).ok_or(Errno::ESRCH)?;
+        let mut g = p.st.lock();
+        if g.port.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        g.port = Some(port);
+        Ok(prefork)
+    }
+
+    fn syscall(&self, proc: ProcId, sysnum: u32, args: &[u8], port: &dyn ClientPort) -> SysResult {
+        let p = self.get(proc).ok_or(Errno::ESRCH)?;
+        let gen = p.begin().ok_or(Errno::EINTR)?;
+        let _call = CallGuard::enter(&p, &self.stats);
+        let w = Waiter {
+            proc: &p,
+            gen,
+            stats: &self.stats,
+        };
+        let res = sys::Ctx::new(self, &p, port, args, w).dispatch(sysnum);
+        tracing::trace!(pid = p.pid, sysnum, ?res, "model syscall");
+        res
+    }
+
+    fn lwpexit(&self, proc: ProcId) {
+        if let Some(p) = self.get(proc) {
+            p.mark_exit();
+        }
+    }
+
+    fn execnotify(&self, proc: ProcId, comm: &[u8]) {
+        let Some(p) = self.get(proc) else { return };
+        let closed = {
+            let mut g = p.st.lock();
+            g.comm = comm_of(comm);
+            g.fds.take_cloexec()
+        };
+        drop(closed);
+        p.clear_exit();
+    }
+
+    fn release(&self, proc: ProcId) {
+        if proc == ProcId(INIT_PID as u64) {
+            return;
+        }
+        let Some(p) = self.procs.write().remove(&proc) else {
+            return;
+        };
+        p.mark_exit();
+        let (fds, port) = {
+            let mut g = p.st.lock();
+            (g.fds.take_all(), g.port.take())
+        };
+        drop(fds);
+        drop(port);
+        for child in self.procs.read().values() {
+            let _ =
+                child
+                    .ppid
+                    .compare_exchange(p.pid, INIT_PID, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+
+    fn pid(&self, proc: ProcId) -> i32 {
+        self.get(proc).map_or(-1, |p| p.pid)
+    }
+}

@@ -1,0 +1,288 @@
+//! Directories, path resolution, rename, cwd, getdents.
+
+use super::T;
+use sp_proto::abi::{dt, oflag, sys, Dirent, Errno};
+
+#[test]
+fn initial_tree() {
+    let t = T::new();
+    assert_eq!(t.names("/"), [".", "..", "dev", "tmp"]);
+    assert_eq!(t.names("/dev"), [".", "..", "null"]);
+    assert_eq!(t.names("/tmp"), [".", ".."]);
+    let (root, _) = t.list("/", 4096);
+    let root_ino = t.stat("/").unwrap().st_ino.get();
+    assert_eq!(root[0].fileno, root_ino);
+    assert_eq!(root[1].fileno, root_ino, "the root is its own parent");
+    assert!(root.iter().all(|d| d.kind == dt::DT_DIR));
+    let (dev, _) = t.list("/dev", 4096);
+    assert_eq!(dev[2].kind, dt::DT_CHR);
+    assert_eq!(dev[2].fileno, t.stat("/dev/null").unwrap().st_ino.get());
+}
+
+#[test]
+fn path_resolution() {
+    let t = T::new();
+    t.mkdir("/tmp/a");
+    t.mkdir("/tmp/a/b");
+    t.create("/tmp/a/b/f", b"x");
+    for p in [
+        "/tmp/a/b/f",
+        "//tmp///a/b//f",
+        "/tmp/./a/./b/f",
+        "/tmp/a/../a/b/f",
+        "/../../tmp/a/b/f",
+        "/tmp/a/b/../../a/b/./f",
+    ] {
+        assert_eq!(t.content(p), b"x", "{p}");
+    }
+    t.ok(sys::CHDIR, &[t.s("/tmp/a")]);
+    assert_eq!(t.content("b/f"), b"x");
+    assert_eq!(t.content("./b/f"), b"x");
+    assert_eq!(t.content("../a/b/f"), b"x");
+    assert_eq!(
+        t.stat("b/").unwrap().st_ino.get(),
+        t.stat("/tmp/a/b").unwrap().st_ino.get()
+    );
+    assert_eq!(t.stat("b/f/"), Err(Errno::ENOTDIR));
+    assert_eq!(t.stat("b/f/g"), Err(Errno::ENOTDIR));
+    assert_eq!(t.stat("b/nope/g"), Err(Errno::ENOENT));
+    assert_eq!(t.stat(""), Err(Errno::ENOENT));
+
+    // ENAMETOOLONG: a path of 1024 bytes or more, a component over 511.
+    let long = format!("/{}", "a/".repeat(600));
+    assert_eq!(t.stat(&long), Err(Errno::ENAMETOOLONG));
+    let name = format!("/tmp/{}", "n".repeat(512));
+    assert_eq!(t.stat(&name), Err(Errno::ENAMETOOLONG));
+    let ok_name = format!("/tmp/{}", "n".repeat(511));
+    assert_eq!(t.stat(&ok_name), Err(Errno::ENOENT));
+    let deep = format!("/tmp{}", "/.".repeat(509));
+    assert_eq!(deep.len(), 1022);
+    assert!(t.stat(&deep).is_ok());
+}
+
+#[test]
+fn mkdir_rmdir() {
+    let t = T::new();
+    t.mkdir("/tmp/d");
+    assert_eq!(t.stat("/tmp").unwrap().st_nlink.get(), 3);
+    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/d"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(sys::MKDIR, &[t.s("/"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/x/y"), 0o755]), Errno::ENOENT);
+    t.mkdir("/tmp/d/e/");
+    t.create("/tmp/d/f", b"");
+    assert_eq!(
+        t.err(sys::MKDIR, &[t.s("/tmp/d/f/g"), 0o755]),
+        Errno::ENOTDIR
+    );
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d")]), Errno::ENOTEMPTY);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/f")]), Errno::ENOTDIR);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/.")]), Errno::EINVAL);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/e/..")]), Errno::ENOTEMPTY);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/")]), Errno::EBUSY);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/zz")]), Errno::ENOENT);
+    t.ok(sys::RMDIR, &[t.s("/tmp/d/e")]);
+    t.ok(sys::UNLINK, &[t.s("/tmp/d/f")]);
+    t.ok(sys::RMDIR, &[t.s("/tmp/d/")]);
+    assert_eq!(t.stat("/tmp/d"), Err(Errno::ENOENT));
+    assert_eq!(t.stat("/tmp").unwrap().st_nlink.get(), 2);
+}
+
+#[test]
+fn chdir_fchdir_getcwd() {
+    let t = T::new();
+    assert_eq!(t.getcwd().unwrap(), b"/");
+    t.mkdir("/tmp/a");
+    t.mkdir("/tmp/a/b");
+    t.ok(sys::CHDIR, &[t.s("/tmp/a/b")]);
+    assert_eq!(t.getcwd().unwrap(), b"/tmp/a/b");
+    t.ok(sys::CHDIR, &[t.s("..")]);
+    assert_eq!(t.getcwd().unwrap(), b"/tmp/a");
+    t.create("file", b"");
+    assert_eq!(t.err(sys::CHDIR, &[t.s("file")]), Errno::ENOTDIR);
+    assert_eq!(t.err(sys::CHDIR, &[t.s("nope")]), Errno::ENOENT);
+
+    let root = t.open("/", oflag::O_RDONLY, 0).unwrap() as u64;
+    let file = t.open("file", oflag::O_RDONLY, 0).unwrap() as u64;
+    assert_eq!(t.err(sys::FCHDIR, &[file]), Errno::ENOTDIR);
+    assert_eq!(t.err(sys::FCHDIR, &[99]), Errno::EBADF);
+    let (r, _) = t.pipe();
+    assert_eq!(t.err(sys::FCHDIR, &[r as u64]), Errno::ENOTDIR);
+    t.ok(sys::FCHDIR, &[root]);
+    assert_eq!(t.getcwd().unwrap(), b"/");
+
+    // __getcwd returns the length with the NUL; ERANGE if it does not fit.
+    t.ok(sys::CHDIR, &[t.s("/tmp/a")]);
+    let buf = t.port.alloc_zeroed(7);
+    assert_eq!(t.ok(sys::GETCWD, &[buf, 7]), 7);
+    assert_eq!(t.port.read(buf, 7), b"/tmp/a\0");
+    assert_eq!(t.err(sys::GETCWD, &[buf, 6]), Errno::ERANGE);
+    assert_eq!(t.err(sys::GETCWD, &[buf, 0]), Errno::ERANGE);
+
+    // The cwd removed under us: lookups and getcwd fail with ENOENT.
+    t.ok(sys::CHDIR, &[t.s("/tmp/a/b")]);
+    t.ok(sys::RMDIR, &[t.s("/tmp/a/b")]);
+    assert_eq!(t.getcwd(), Err(Errno::ENOENT));
+    assert_eq!(t.stat("."), Err(Errno::ENOENT));
+    assert_eq!(t.err(sys::MKDIR, &[t.s("x"), 0o755]), Errno::ENOENT);
+    assert_eq!(
+        t.open("x", oflag::O_CREAT | oflag::O_RDWR, 0o644),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(t.content("/tmp/a/file"), b"");
+    // Each process has its own cwd.
+    let u = T::on(t.k.clone());
+    assert_eq!(u.getcwd().unwrap(), b"/");
+}
+
+#[test]
+fn rename_cases() {
+    let t = T::new();
+    t.create("/tmp/a", b"A");
+    t.create("/tmp/b", b"B");
+    // Over an existing file.
+    let ino_a = t.stat("/tmp/a").unwrap().st_ino.get();
+    t.ok(sys::RENAME, &[t.s("/tmp/a"), t.s("/tmp/b")]);
+    assert_eq!(t.stat("/tmp/a"), Err(Errno::ENOENT));
+    assert_eq!(t.content("/tmp/b"), b"A");
+    assert_eq!(t.stat("/tmp/b").unwrap().st_ino.get(), ino_a);
+    // Onto itself: nothing happens.
+    t.ok(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/./b")]);
+    assert_eq!(t.content("/tmp/b"), b"A");
+    // Errors.
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/none"), t.s("/tmp/c")]),
+        Errno::ENOENT
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/none/c")]),
+        Errno::ENOENT
+    );
+    t.mkdir("/tmp/d");
+    t.mkdir("/tmp/d/sub");
+    t.mkdir("/tmp/empty");
+    t.mkdir("/tmp/full");
+    t.create("/tmp/full/x", b"");
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d")]),
+        Errno::EISDIR
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/b")]),
+        Errno::ENOTDIR
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/full")]),
+        Errno::ENOTEMPTY
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/d/sub/in")]),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/d/in")]),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/d/."), t.s("/tmp/e")]),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d/..")]),
+        Errno::EINVAL
+    );
+    assert_eq!(t.err(sys::RENAME, &[t.s("/"), t.s("/tmp/r")]), Errno::EBUSY);
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b/"), t.s("/tmp/c")]),
+        Errno::ENOTDIR
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/c/")]),
+        Errno::ENOTDIR
+    );
+    // A directory over an empty one, and into another directory: link
+    // counts and `..` follow.
+    t.ok(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/empty")]);
+    assert_eq!(t.names("/tmp"), [".", "..", "b", "empty", "full"]);
+    assert_eq!(t.names("/tmp/empty"), [".", "..", "sub"]);
+    t.ok(sys::RENAME, &[t.s("/tmp/empty/sub"), t.s("/tmp/full/sub")]);
+    assert_eq!(t.stat("/tmp/empty").unwrap().st_nlink.get(), 2);
+    assert_eq!(t.stat("/tmp/full").unwrap().st_nlink.get(), 3);
+    assert_eq!(
+        t.stat("/tmp/full/sub/..").unwrap().st_ino.get(),
+        t.stat("/tmp/full").unwrap().st_ino.get()
+    );
+    t.ok(sys::CHDIR, &[t.s("/tmp/full/sub")]);
+    t.ok(sys::RENAME, &[t.s("/tmp/full"), t.s("/tmp/moved")]);
+    assert_eq!(t.getcwd().unwrap(), b"/tmp/moved/sub");
+    // A file over a file in another directory, relative paths.
+    t.ok(sys::RENAME, &[t.s("/tmp/b"), t.s("../x")]);
+    assert_eq!(t.content("/tmp/moved/x"), b"A");
+    assert_eq!(t.names("/tmp/moved"), [".", "..", "sub", "x"]);
+}
+
+#[test]
+fn getdents_many_entries_across_calls() {
+    let t = T::new();
+    t.mkdir("/tmp/many");
+    let mut want = vec![".".to_string(), "..".to_string()];
+    for i in 0..200 {
+        let name = format!("file-{i:03}-{}", "x".repeat(i % 17));
+        t.create(&format!("/tmp/many/{name}"), b"");
+        want.push(name);
+    }
+    want[2..].sort();
+    // A small buffer: many calls, every entry exactly once, in order.
+    let (ents, calls) = t.list("/tmp/many", 256);
+    let names: Vec<String> = ents
+        .iter()
+        .map(|d| String::from_utf8(d.name.clone()).unwrap())
+        .collect();
+    assert_eq!(names, want);
+    assert!(calls > 10, "{calls} calls");
+    assert!(ents[2..].iter().all(|d| d.kind == dt::DT_REG));
+    // A big buffer: one call.
+    let (ents2, calls2) = t.list("/tmp/many", 1 << 16);
+    assert_eq!(ents2, ents);
+    assert_eq!(calls2, 1);
+}
+
+#[test]
+fn getdents_records_and_errors() {
+    let t = T::new();
+    t.create("/tmp/abc", b"");
+    let fd = t.open("/tmp", oflag::O_RDONLY, 0).unwrap() as u64;
+    // A buffer too small for even one record.
+    let buf = t.port.alloc_zeroed(4096);
+    assert_eq!(t.err(sys::GETDENTS, &[fd, buf, 8]), Errno::EINVAL);
+    // Exactly one record's worth: "." (13 + 1 + 1 = 15, padded to 16).
+    assert_eq!(Dirent::reclen(1), 16);
+    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 16]), 16);
+    let raw = t.port.read(buf, 16);
+    assert_eq!(u16::from_le_bytes([raw[8], raw[9]]), 16, "d_reclen");
+    assert_eq!(u16::from_le_bytes([raw[10], raw[11]]), 1, "d_namlen");
+    assert_eq!(raw[12], dt::DT_DIR, "d_type");
+    assert_eq!(&raw[13..15], b".\0");
+    // The rest, then 0 at the end, and again 0.
+    let n = t.ok(sys::GETDENTS, &[fd, buf, 4096]) as usize;
+    let rest = Dirent::decode_all(&t.port.read(buf, n)).unwrap();
+    assert_eq!(
+        rest.iter().map(|d| d.name.as_slice()).collect::<Vec<_>>(),
+        [b"..".as_slice(), b"abc"]
+    );
+    assert_eq!(n % 8, 0, "records are 8-byte aligned");
+    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 4096]), 0);
+    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 4096]), 0);
+    // lseek back to 0 restarts the listing.
+    t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
+    assert!(t.ok(sys::GETDENTS, &[fd, buf, 4096]) > 0);
+    // A failed copyout does not consume entries.
+    t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
+    assert_eq!(t.err(sys::GETDENTS, &[fd, 0x10, 4096]), Errno::EFAULT);
+    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 16]), 16);
+    // Not a directory; not a vnode; not a descriptor.
+    let f = t.open("/tmp/abc", oflag::O_RDONLY, 0).unwrap() as u64;
+    assert_eq!(t.err(sys::GETDENTS, &[f, buf, 4096]), Errno::ENOTDIR);
+    let (r, _) = t.pipe();
+    assert_eq!(t.err(sys::GETDENTS, &[r as u64, buf, 4096]), Errno::EINVAL);
+    assert_eq!(t.err(sys::GETDENTS, &[99, buf, 4096]), Errno::EBADF);
+}

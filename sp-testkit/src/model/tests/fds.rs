@@ -1,0 +1,177 @@
+//! Descriptor tables: close, dup, dup2, dup3, fcntl, limits.
+
+use super::T;
+use crate::model::FD_LIMIT;
+use sp_proto::abi::{fcntl, oflag, sys, Errno};
+
+#[test]
+fn close_and_lowest_free() {
+    let t = T::new();
+    let fds: Vec<i32> = (0..5)
+        .map(|_| t.open("/dev/null", oflag::O_RDONLY, 0).unwrap())
+        .collect();
+    assert_eq!(fds, [0, 1, 2, 3, 4]);
+    t.ok(sys::CLOSE, &[1]);
+    t.ok(sys::CLOSE, &[3]);
+    assert_eq!(t.err(sys::CLOSE, &[3]), Errno::EBADF);
+    assert_eq!(t.err(sys::CLOSE, &[(-1i64) as u64]), Errno::EBADF);
+    assert_eq!(t.err(sys::CLOSE, &[FD_LIMIT as u64]), Errno::EBADF);
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(1));
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(3));
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(5));
+    assert_eq!(t.fds(), [0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn emfile_at_the_limit() {
+    let t = T::new();
+    for i in 0..FD_LIMIT {
+        assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(i as i32));
+    }
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Err(Errno::EMFILE));
+    // O_CREAT does not create a file it cannot open.
+    assert_eq!(
+        t.open("/tmp/new", oflag::O_CREAT | oflag::O_RDWR, 0o644),
+        Err(Errno::EMFILE)
+    );
+    assert_eq!(t.stat("/tmp/new"), Err(Errno::ENOENT));
+    assert_eq!(t.err(sys::DUP, &[0]), Errno::EMFILE);
+    assert_eq!(t.err(sys::PIPE, &[]), Errno::EMFILE);
+    // With one slot free, pipe needs two and leaves none behind.
+    t.ok(sys::CLOSE, &[500]);
+    assert_eq!(t.err(sys::PIPE, &[]), Errno::EMFILE);
+    assert_eq!(t.fds().len(), FD_LIMIT - 1);
+    assert_eq!(t.ok(sys::DUP, &[0]), 500);
+}
+
+#[test]
+fn dup_shares_the_offset_not_cloexec() {
+    let t = T::new();
+    t.create("/tmp/f", b"abcdef");
+    let a = t
+        .open("/tmp/f", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
+        .unwrap();
+    let b = t.ok(sys::DUP, &[a as u64]) as i32;
+    assert_eq!(b, 1);
+    assert_eq!(t.read(a, 2).unwrap(), b"ab");
+    assert_eq!(t.read(b, 2).unwrap(), b"cd");
+    assert_eq!(t.ok(sys::FCNTL, &[a as u64, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(t.ok(sys::FCNTL, &[b as u64, fcntl::F_GETFD.into(), 0]), 0);
+    // Closing one leaves the other open.
+    t.ok(sys::CLOSE, &[a as u64]);
+    assert_eq!(t.read(b, 10).unwrap(), b"ef");
+    assert_eq!(t.err(sys::DUP, &[a as u64]), Errno::EBADF);
+}
+
+#[test]
+fn dup2_semantics() {
+    let t = T::new();
+    t.create("/tmp/f", b"12345");
+    let a = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap() as u64;
+    let other = t
+        .open("/dev/null", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
+        .unwrap() as u64;
+    // Onto an open descriptor: it is closed first.
+    assert_eq!(t.ok(sys::DUP2, &[a, other]), other as i64);
+    assert_eq!(t.read(other as i32, 2).unwrap(), b"12");
+    assert_eq!(t.read(a as i32, 2).unwrap(), b"34");
+    assert_eq!(t.ok(sys::FCNTL, &[other, fcntl::F_GETFD.into(), 0]), 0);
+    // Onto a high free descriptor.
+    assert_eq!(t.ok(sys::DUP2, &[a, 700]), 700);
+    assert_eq!(t.fds(), [0, 1, 700]);
+    // Onto itself: nothing changes, close-on-exec included.
+    t.ok(sys::FCNTL, &[a, fcntl::F_SETFD.into(), 1]);
+    assert_eq!(t.ok(sys::DUP2, &[a, a]), a as i64);
+    assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
+    // Errors.
+    assert_eq!(t.err(sys::DUP2, &[55, 3]), Errno::EBADF);
+    assert_eq!(t.err(sys::DUP2, &[55, 55]), Errno::EBADF);
+    assert_eq!(t.err(sys::DUP2, &[a, FD_LIMIT as u64]), Errno::EBADF);
+    assert_eq!(t.err(sys::DUP2, &[a, (-1i64) as u64]), Errno::EBADF);
+}
+
+#[test]
+fn dup3_semantics() {
+    let t = T::new();
+    let a = t.open("/dev/null", oflag::O_RDONLY, 0).unwrap() as u64;
+    assert_eq!(t.ok(sys::DUP3, &[a, 5, oflag::O_CLOEXEC.into()]), 5);
+    assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(t.ok(sys::DUP3, &[a, 5, 0]), 5);
+    assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(t.err(sys::DUP3, &[a, a, 0]), Errno::EINVAL);
+    assert_eq!(
+        t.err(sys::DUP3, &[a, 6, oflag::O_APPEND.into()]),
+        Errno::EINVAL
+    );
+    assert_eq!(t.err(sys::DUP3, &[9, 6, 0]), Errno::EBADF);
+    assert_eq!(t.err(sys::DUP3, &[a, FD_LIMIT as u64, 0]), Errno::EBADF);
+}
+
+#[test]
+fn fcntl_commands() {
+    let t = T::new();
+    t.create("/tmp/f", b"abc");
+    let a = t
+        .open("/tmp/f", oflag::O_RDWR | oflag::O_NONBLOCK, 0)
+        .unwrap() as u64;
+    let f = |cmd: u32, arg: u64| t.call(sys::FCNTL, &[a, cmd.into(), arg]).map(|r| r[0]);
+    // F_DUPFD: lowest at or above arg, close-on-exec clear.
+    assert_eq!(f(fcntl::F_DUPFD, 10), Ok(10));
+    assert_eq!(f(fcntl::F_DUPFD, 10), Ok(11));
+    assert_eq!(f(fcntl::F_DUPFD, 0), Ok(1));
+    assert_eq!(t.ok(sys::FCNTL, &[10, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(f(fcntl::F_DUPFD_CLOEXEC, 3), Ok(3));
+    assert_eq!(t.ok(sys::FCNTL, &[3, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(f(fcntl::F_DUPFD, FD_LIMIT as u64), Err(Errno::EINVAL));
+    assert_eq!(f(fcntl::F_DUPFD, (-1i64) as u64), Err(Errno::EINVAL));
+    // The dups share the description: reads advance one offset.
+    assert_eq!(t.read(10, 1).unwrap(), b"a");
+    assert_eq!(t.read(11, 1).unwrap(), b"b");
+    // F_GETFD / F_SETFD.
+    assert_eq!(f(fcntl::F_GETFD, 0), Ok(0));
+    assert_eq!(f(fcntl::F_SETFD, fcntl::FD_CLOEXEC.into()), Ok(0));
+    assert_eq!(f(fcntl::F_GETFD, 0), Ok(1));
+    assert_eq!(f(fcntl::F_SETFD, 0), Ok(0));
+    assert_eq!(f(fcntl::F_GETFD, 0), Ok(0));
+    // F_GETFL / F_SETFL: the access mode stays, O_APPEND and O_NONBLOCK
+    // change, and the dups see it.
+    assert_eq!(
+        f(fcntl::F_GETFL, 0),
+        Ok((oflag::O_RDWR | oflag::O_NONBLOCK).into())
+    );
+    assert_eq!(
+        f(
+            fcntl::F_SETFL,
+            (oflag::O_APPEND | oflag::O_WRONLY | oflag::O_CREAT).into()
+        ),
+        Ok(0)
+    );
+    assert_eq!(
+        f(fcntl::F_GETFL, 0),
+        Ok((oflag::O_RDWR | oflag::O_APPEND).into())
+    );
+    assert_eq!(
+        t.ok(sys::FCNTL, &[10, fcntl::F_GETFL.into(), 0]),
+        i64::from(oflag::O_RDWR | oflag::O_APPEND)
+    );
+    // Unknown command; bad descriptor first.
+    assert_eq!(f(99, 0), Err(Errno::EINVAL));
+    assert_eq!(t.err(sys::FCNTL, &[77, 99, 0]), Errno::EBADF);
+    assert_eq!(
+        t.err(sys::FCNTL, &[77, fcntl::F_GETFD.into(), 0]),
+        Errno::EBADF
+    );
+    // F_GETFD needs no third slot.
+    assert_eq!(t.call(sys::FCNTL, &[a, fcntl::F_GETFD.into()]), Ok([0, 0]));
+}
+
+#[test]
+fn open_cloexec_sets_the_descriptor_flag() {
+    let t = T::new();
+    let a = t
+        .open("/dev/null", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
+        .unwrap() as u64;
+    assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
+    // O_CLOEXEC is not a status flag.
+    assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFL.into(), 0]), 0);
+}

@@ -1,0 +1,399 @@
+//! Regular files, /dev/null, stat.
+
+use super::{args, T};
+use crate::model::ModelKernel;
+use sp_proto::abi::{misc, mode, oflag, sys, Errno, Stat};
+use sp_server::Kernel;
+use std::sync::Arc;
+
+const RW: u32 = oflag::O_RDWR;
+const CREAT: u32 = oflag::O_CREAT;
+
+#[test]
+fn create_write_read_back() {
+    let t = T::new();
+    let fd = t.open("/tmp/a", CREAT | RW, 0o644).unwrap();
+    assert_eq!(fd, 0, "lowest free descriptor");
+    assert_eq!(t.write(fd, b"hello, "), Ok(7));
+    assert_eq!(t.write(fd, b"world"), Ok(5));
+    // The offset is at the end: nothing more to read.
+    assert_eq!(t.read(fd, 100).unwrap(), b"");
+    assert_eq!(
+        t.ok(sys::LSEEK, &[fd as u64, 0, 0, misc::SEEK_SET.into()]),
+        0
+    );
+    assert_eq!(t.read(fd, 5).unwrap(), b"hello");
+    assert_eq!(t.read(fd, 100).unwrap(), b", world");
+    assert_eq!(t.content("/tmp/a"), b"hello, world");
+    // A zero-length write and read.
+    assert_eq!(t.write(fd, b""), Ok(0));
+    assert_eq!(t.read(fd, 0).unwrap(), b"");
+}
+
+#[test]
+fn open_errors_and_flags() {
+    let t = T::new();
+    assert_eq!(t.open("/tmp/none", oflag::O_RDONLY, 0), Err(Errno::ENOENT));
+    assert_eq!(t.open("", oflag::O_RDONLY, 0), Err(Errno::ENOENT));
+    assert_eq!(t.open("/tmp/none/x", CREAT | RW, 0o644), Err(Errno::ENOENT));
+    assert_eq!(t.open("/tmp/x", 3, 0), Err(Errno::EINVAL));
+    t.create("/tmp/f", b"0123456789");
+    // O_EXCL on an existing file.
+    assert_eq!(
+        t.open("/tmp/f", CREAT | oflag::O_EXCL | RW, 0o644),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        t.open("/tmp", CREAT | oflag::O_EXCL | RW, 0o644),
+        Err(Errno::EEXIST)
+    );
+    // O_DIRECTORY on a file; a file as a directory.
+    assert_eq!(
+        t.open("/tmp/f", oflag::O_RDONLY | oflag::O_DIRECTORY, 0),
+        Err(Errno::ENOTDIR)
+    );
+    assert_eq!(t.open("/tmp/f/", oflag::O_RDONLY, 0), Err(Errno::ENOTDIR));
+    assert_eq!(t.open("/tmp/f/x", oflag::O_RDONLY, 0), Err(Errno::ENOTDIR));
+    assert_eq!(t.open("/tmp/new/", CREAT | RW, 0o644), Err(Errno::EISDIR));
+    // A directory for writing, or with O_CREAT.
+    assert_eq!(t.open("/tmp", oflag::O_WRONLY, 0), Err(Errno::EISDIR));
+    assert_eq!(t.open("/tmp", RW, 0), Err(Errno::EISDIR));
+    assert_eq!(t.open("/tmp", CREAT, 0o644), Err(Errno::EISDIR));
+    let d = t.open("/tmp", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(t.read(d, 10), Err(Errno::EISDIR));
+    // O_TRUNC empties a file opened for writing, not one opened read-only.
+    let r = t
+        .open("/tmp/f", oflag::O_RDONLY | oflag::O_TRUNC, 0)
+        .unwrap();
+    assert_eq!(t.read(r, 100).unwrap(), b"0123456789");
+    let w = t
+        .open("/tmp/f", oflag::O_WRONLY | oflag::O_TRUNC, 0)
+        .unwrap();
+    assert_eq!(t.stat("/tmp/f").unwrap().st_size.get(), 0);
+    // Access mode is enforced.
+    assert_eq!(t.read(w, 1), Err(Errno::EBADF));
+    assert_eq!(t.write(r, b"x"), Err(Errno::EBADF));
+    // A file opened for writing exists even before anything is written.
+    assert_eq!(t.open("/tmp/g", CREAT | oflag::O_WRONLY, 0o600).unwrap(), 3);
+    assert_eq!(
+        t.stat("/tmp/g").unwrap().st_mode.get(),
+        mode::S_IFREG | 0o600
+    );
+}
+
+#[test]
+fn o_append_writes_at_the_end() {
+    let t = T::new();
+    t.create("/tmp/log", b"one\n");
+    let a = t
+        .open("/tmp/log", oflag::O_WRONLY | oflag::O_APPEND, 0)
+        .unwrap();
+    let b = t.open("/tmp/log", oflag::O_WRONLY, 0).unwrap();
+    assert_eq!(t.write(b, b"ONE\n"), Ok(4));
+    assert_eq!(t.write(a, b"two\n"), Ok(4));
+    assert_eq!(t.write(a, b"three\n"), Ok(6));
+    assert_eq!(t.content("/tmp/log"), b"ONE\ntwo\nthree\n");
+    // The append offset is the end; F_GETFL shows the flag.
+    assert_eq!(
+        t.ok(sys::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
+        14
+    );
+    let fl = t.ok(sys::FCNTL, &[a as u64, 3, 0]) as u32;
+    assert_eq!(fl, oflag::O_WRONLY | oflag::O_APPEND);
+    // pwrite writes at its offset even with O_APPEND.
+    let buf = t.port.alloc(b"X".to_vec());
+    assert_eq!(t.ok(sys::PWRITE, &[a as u64, buf, 1, 0, 0]), 1);
+    assert_eq!(t.content("/tmp/log"), b"XNE\ntwo\nthree\n");
+}
+
+#[test]
+fn lseek_whence_and_errors() {
+    let t = T::new();
+    t.create("/tmp/f", b"0123456789");
+    let fd = t.open("/tmp/f", RW, 0).unwrap() as u64;
+    let seek = |off: i64, wh: u32| {
+        t.call(sys::LSEEK, &[fd, 0, off as u64, wh.into()])
+            .map(|r| r[0])
+    };
+    assert_eq!(seek(3, misc::SEEK_SET), Ok(3));
+    assert_eq!(seek(2, misc::SEEK_CUR), Ok(5));
+    assert_eq!(t.read(fd as i32, 2).unwrap(), b"56");
+    assert_eq!(seek(-1, misc::SEEK_END), Ok(9));
+    assert_eq!(t.read(fd as i32, 5).unwrap(), b"9");
+    assert_eq!(seek(-11, misc::SEEK_END), Err(Errno::EINVAL));
+    assert_eq!(seek(0, 3), Err(Errno::EINVAL));
+    assert_eq!(seek(i64::MAX, misc::SEEK_END), Err(Errno::EINVAL));
+    // Past the end: a read gives nothing, a write leaves a hole of zeros.
+    assert_eq!(seek(20, misc::SEEK_SET), Ok(20));
+    assert_eq!(t.read(fd as i32, 5).unwrap(), b"");
+    assert_eq!(t.write(fd as i32, b"!"), Ok(1));
+    let mut want = b"0123456789".to_vec();
+    want.extend([0; 10]);
+    want.push(b'!');
+    assert_eq!(t.content("/tmp/f"), want);
+    assert_eq!(t.err(sys::LSEEK, &[99, 0, 0, 0]), Errno::EBADF);
+}
+
+#[test]
+fn pread_pwrite_leave_the_offset() {
+    let t = T::new();
+    t.create("/tmp/f", b"abcdef");
+    let fd = t.open("/tmp/f", RW, 0).unwrap() as u64;
+    let buf = t.port.alloc_zeroed(4);
+    assert_eq!(t.ok(sys::PREAD, &[fd, buf, 3, 0, 2]), 3);
+    assert_eq!(t.port.read(buf, 3), b"cde");
+    assert_eq!(t.ok(sys::PREAD, &[fd, buf, 4, 0, 100]), 0);
+    let src = t.port.alloc(b"XY".to_vec());
+    assert_eq!(t.ok(sys::PWRITE, &[fd, src, 2, 0, 4]), 2);
+    assert_eq!(t.ok(sys::PWRITE, &[fd, src, 2, 0, 8]), 2);
+    assert_eq!(t.read(fd as i32, 100).unwrap(), b"abcdXY\0\0XY");
+    assert_eq!(
+        t.err(sys::PREAD, &[fd, buf, 1, 0, (-1i64) as u64]),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        t.err(sys::PWRITE, &[fd, src, 1, 0, (-1i64) as u64]),
+        Errno::EINVAL
+    );
+    let (r, w) = t.pipe();
+    assert_eq!(t.err(sys::PREAD, &[r as u64, buf, 1, 0, 0]), Errno::ESPIPE);
+    assert_eq!(t.err(sys::PWRITE, &[w as u64, src, 1, 0, 0]), Errno::ESPIPE);
+}
+
+#[test]
+fn readv_writev() {
+    let t = T::new();
+    let fd = t.open("/tmp/v", CREAT | RW, 0o644).unwrap() as u64;
+    let a = t.port.alloc(b"Hello".to_vec());
+    let b = t.port.alloc(b", ".to_vec());
+    let c = t.port.alloc(b"iovec!".to_vec());
+    let iov = t.port.alloc(args(&[a, 5, b, 2, c, 0, c, 6]));
+    assert_eq!(t.ok(sys::WRITEV, &[fd, iov, 4]), 13);
+    assert_eq!(t.content("/tmp/v"), b"Hello, iovec!");
+
+    t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
+    let x = t.port.alloc_zeroed(4);
+    let y = t.port.alloc_zeroed(20);
+    let iov = t.port.alloc(args(&[x, 4, y, 20]));
+    assert_eq!(t.ok(sys::READV, &[fd, iov, 2]), 13);
+    assert_eq!(t.port.read(x, 4), b"Hell");
+    assert_eq!(t.port.read(y, 9), b"o, iovec!");
+
+    assert_eq!(t.ok(sys::READV, &[fd, iov, 0]), 0);
+    assert_eq!(t.err(sys::READV, &[fd, iov, 1025]), Errno::EINVAL);
+    assert_eq!(
+        t.err(sys::WRITEV, &[fd, iov, (-1i64) as u64]),
+        Errno::EINVAL
+    );
+    // A total beyond SSIZE_MAX.
+    let huge = t.port.alloc(args(&[x, u64::MAX / 2, x, u64::MAX / 2]));
+    assert_eq!(t.err(sys::WRITEV, &[fd, huge, 2]), Errno::EINVAL);
+    // A bad buffer inside the vector.
+    let bad = t.port.alloc(args(&[x, 4, 0x10, 4]));
+    assert_eq!(t.err(sys::WRITEV, &[fd, bad, 2]), Errno::EFAULT);
+    assert_eq!(t.err(sys::READV, &[99, iov, 2]), Errno::EBADF);
+    // 1024 iovecs are allowed.
+    let mut many = Vec::new();
+    for _ in 0..1024 {
+        many.extend_from_slice(&[a, 1]);
+    }
+    let iov = t.port.alloc(args(&many));
+    assert_eq!(t.ok(sys::WRITEV, &[fd, iov, 1024]), 1024);
+}
+
+#[test]
+fn large_transfers_are_split() {
+    let t = T::new();
+    let n = (1 << 20) * 2 + 123;
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let fd = t.open("/tmp/big", CREAT | RW, 0o644).unwrap();
+    assert_eq!(t.write(fd, &data), Ok(n as i64));
+    assert_eq!(t.stat("/tmp/big").unwrap().st_size.get(), n as i64);
+    t.ok(sys::LSEEK, &[fd as u64, 0, 0, 0]);
+    assert_eq!(t.read(fd, n + 10).unwrap(), data);
+    assert_eq!(t.k.fs_used(), n as u64);
+}
+
+#[test]
+fn ftruncate_grows_and_shrinks() {
+    let t = T::new();
+    t.create("/tmp/f", b"abcdef");
+    let fd = t.open("/tmp/f", RW, 0).unwrap() as u64;
+    assert_eq!(t.ok(sys::FTRUNCATE, &[fd, 0, 3]), 0);
+    assert_eq!(t.content("/tmp/f"), b"abc");
+    assert_eq!(t.ok(sys::FTRUNCATE, &[fd, 0, 5]), 0);
+    assert_eq!(t.content("/tmp/f"), b"abc\0\0");
+    assert_eq!(
+        t.err(sys::FTRUNCATE, &[fd, 0, (-1i64) as u64]),
+        Errno::EINVAL
+    );
+    let ro = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap() as u64;
+    assert_eq!(t.err(sys::FTRUNCATE, &[ro, 0, 0]), Errno::EINVAL);
+    let (r, _w) = t.pipe();
+    assert_eq!(t.err(sys::FTRUNCATE, &[r as u64, 0, 0]), Errno::EINVAL);
+    assert_eq!(t.err(sys::FTRUNCATE, &[77, 0, 0]), Errno::EBADF);
+}
+
+#[test]
+fn capacity_gives_enospc() {
+    let t = T::on(Arc::new(ModelKernel::with_fs_capacity(100)));
+    let fd = t.open("/tmp/f", CREAT | RW, 0o644).unwrap();
+    assert_eq!(t.write(fd, &[1; 60]), Ok(60));
+    assert_eq!(t.write(fd, &[1; 60]), Err(Errno::ENOSPC));
+    assert_eq!(
+        t.err(sys::FTRUNCATE, &[fd as u64, 0, 1 << 40]),
+        Errno::ENOSPC
+    );
+    assert_eq!(t.ok(sys::FTRUNCATE, &[fd as u64, 0, 100]), 0);
+    // Unlinking and closing frees the space.
+    t.ok(sys::UNLINK, &[t.s("/tmp/f")]);
+    assert_eq!(t.k.fs_used(), 100);
+    t.ok(sys::CLOSE, &[fd as u64]);
+    assert_eq!(t.k.fs_used(), 0);
+    t.create("/tmp/g", &[2; 100]);
+}
+
+#[test]
+fn dev_null() {
+    let t = T::new();
+    let fd = t.open("/dev/null", RW, 0).unwrap();
+    assert_eq!(t.write(fd, b"discarded"), Ok(9));
+    // /dev/null never looks at the buffer.
+    assert_eq!(t.ok(sys::WRITE, &[fd as u64, 0x10, 1000]), 1000);
+    assert_eq!(t.read(fd, 100).unwrap(), b"");
+    let st = t.fstat(fd).unwrap();
+    assert_eq!(st.st_mode.get(), mode::S_IFCHR | 0o666);
+    assert_eq!(st.st_rdev.get(), 0x202);
+    assert_eq!(t.stat("/dev/null").unwrap(), st);
+    assert_eq!(t.ok(sys::FSYNC, &[fd as u64]), 0);
+    assert_eq!(t.ok(sys::FTRUNCATE, &[fd as u64, 0, 0]), 0);
+}
+
+#[test]
+fn stat_layout_and_fields() {
+    let t = T::new();
+    t.ok(sys::UMASK, &[0o022]);
+    t.create("/tmp/f", &[7; 1000]);
+    let sb = t.port.alloc_zeroed(Stat::SIZE + 8);
+    t.ok(sys::STAT, &[t.s("/tmp/f"), sb]);
+    let raw = t.port.read(sb, Stat::SIZE + 8);
+    // Raw offsets of NetBSD's LP64 struct stat.
+    let u32_at = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap());
+    assert_eq!(u32_at(8), mode::S_IFREG | 0o644, "st_mode at 8");
+    assert_eq!(u64_at(112), 1000, "st_size at 112");
+    assert_eq!(u64_at(0), 0x5350, "st_dev at 0");
+    assert_eq!(u32_at(24), 1, "st_nlink at 24");
+    assert_eq!(u64_at(120), 2, "st_blocks at 120");
+    assert_eq!(u32_at(128), 4096, "st_blksize at 128");
+    assert_eq!(&raw[Stat::SIZE..], &[0; 8], "exactly 152 bytes copied out");
+    let st = Stat::from_bytes(&raw).unwrap();
+    assert!(st.st_mtim.sec.get() > 1_000_000_000);
+    assert!(st.st_mtim.sec.get() >= st.st_birthtim.sec.get());
+
+    // Inode numbers are unique; types are right.
+    let dir = t.stat("/tmp").unwrap();
+    assert_eq!(dir.st_mode.get(), mode::S_IFDIR | 0o1777);
+    assert_eq!(dir.st_nlink.get(), 2);
+    let root = t.stat("/").unwrap();
+    assert_eq!(root.st_mode.get() & mode::S_IFMT, mode::S_IFDIR);
+    assert_eq!(root.st_nlink.get(), 4, "root: ., .., dev, tmp");
+    let inos = [
+        st.st_ino.get(),
+        dir.st_ino.get(),
+        root.st_ino.get(),
+        t.stat("/dev/null").unwrap().st_ino.get(),
+    ];
+    for (i, a) in inos.iter().enumerate() {
+        assert!(inos[i + 1..].iter().all(|b| b != a), "{inos:?}");
+    }
+    // lstat is stat (no symlinks); fstat agrees.
+    let lsb = t.port.alloc_zeroed(Stat::SIZE);
+    t.ok(sys::LSTAT, &[t.s("/tmp/f"), lsb]);
+    assert_eq!(Stat::from_bytes(&t.port.read(lsb, Stat::SIZE)).unwrap(), st);
+    let fd = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(t.fstat(fd).unwrap(), st);
+    assert_eq!(t.stat("/tmp/nope"), Err(Errno::ENOENT));
+    assert_eq!(t.fstat(42), Err(Errno::EBADF));
+}
+
+#[test]
+fn umask_masks_creation_modes() {
+    let t = T::new();
+    assert_eq!(t.ok(sys::UMASK, &[0o077]), 0o022);
+    t.create("/tmp/secret", b"");
+    t.mkdir("/tmp/d");
+    assert_eq!(
+        t.stat("/tmp/secret").unwrap().st_mode.get(),
+        mode::S_IFREG | 0o600
+    );
+    assert_eq!(
+        t.stat("/tmp/d").unwrap().st_mode.get(),
+        mode::S_IFDIR | 0o700
+    );
+    assert_eq!(t.ok(sys::UMASK, &[0o7777 + 0o10000]), 0o077);
+    assert_eq!(t.ok(sys::UMASK, &[0]), 0o7777);
+    assert_eq!(t.k.proc_info(t.p).unwrap().umask, 0);
+}
+
+#[test]
+fn unlinked_file_stays_open() {
+    let t = T::new();
+    t.create("/tmp/f", b"still here");
+    let nodes = t.k.fs_nodes();
+    let fd = t.open("/tmp/f", RW, 0).unwrap();
+    t.ok(sys::UNLINK, &[t.s("/tmp/f")]);
+    assert_eq!(t.stat("/tmp/f"), Err(Errno::ENOENT));
+    assert_eq!(t.fstat(fd).unwrap().st_nlink.get(), 0);
+    assert_eq!(t.read(fd, 100).unwrap(), b"still here");
+    assert_eq!(t.write(fd, b"!"), Ok(1));
+    assert_eq!(t.k.fs_nodes(), nodes);
+    t.ok(sys::CLOSE, &[fd as u64]);
+    assert_eq!(t.k.fs_nodes(), nodes - 1);
+    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp/f")]), Errno::ENOENT);
+    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp")]), Errno::EPERM);
+    assert_eq!(t.err(sys::UNLINK, &[t.s("/")]), Errno::EPERM);
+}
+
+#[test]
+fn access_modes() {
+    let t = T::new();
+    t.create("/tmp/f", b"");
+    let f = t.s("/tmp/f");
+    for m in [misc::F_OK, misc::R_OK, misc::W_OK, misc::R_OK | misc::W_OK] {
+        assert_eq!(t.ok(sys::ACCESS, &[f, m.into()]), 0);
+    }
+    assert_eq!(t.err(sys::ACCESS, &[f, misc::X_OK.into()]), Errno::EACCES);
+    assert_eq!(t.ok(sys::ACCESS, &[t.s("/tmp"), misc::X_OK.into()]), 0);
+    assert_eq!(t.err(sys::ACCESS, &[f, 8]), Errno::EINVAL);
+    assert_eq!(t.err(sys::ACCESS, &[t.s("/nope"), 0]), Errno::ENOENT);
+}
+
+#[test]
+fn fsync_is_a_noop() {
+    let t = T::new();
+    t.create("/tmp/f", b"x");
+    let fd = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap() as u64;
+    assert_eq!(t.ok(sys::FSYNC, &[fd]), 0);
+    assert_eq!(t.err(sys::FSYNC, &[fd + 1]), Errno::EBADF);
+    let (r, _) = t.pipe();
+    assert_eq!(t.err(sys::FSYNC, &[r as u64]), Errno::EINVAL);
+}
+
+#[test]
+fn open_file_offsets_are_per_open() {
+    let t = T::new();
+    t.create("/tmp/f", b"abcdef");
+    let a = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
+    let b = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(t.read(a, 2).unwrap(), b"ab");
+    assert_eq!(t.read(b, 3).unwrap(), b"abc");
+    assert_eq!(t.read(a, 2).unwrap(), b"cd");
+    // Another process opening the file gets its own offset, and sees the
+    // same data.
+    let u = T::on(t.k.clone());
+    let c = u.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(c, 0);
+    assert_eq!(u.read(c, 10).unwrap(), b"abcdef");
+    let _ = t.k.syscall(t.p, sys::CLOSE, &args(&[a as u64]), &*t.port);
+}

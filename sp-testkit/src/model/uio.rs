@@ -1,0 +1,103 @@
+//! Client buffers: a list of (address, length) segments that data is
+//! gathered from (COPYIN) or scattered to (COPYOUT) through the port.
+
+use sp_proto::abi::Errno;
+use sp_server::ClientPort;
+
+/// Most bytes moved by one COPYIN or COPYOUT; larger transfers are split,
+/// so no message gets near the protocol's frame limit.
+pub(crate) const IO_CHUNK: u64 = 1 << 20;
+/// Most iovecs readv and writev take (NetBSD's IOV_MAX).
+pub(crate) const IOV_MAX: usize = 1024;
+/// Size of a `struct iovec` on LP64.
+const IOVEC_SIZE: usize = 16;
+
+/// Client buffers, in order.
+pub(crate) struct Segs(Vec<(u64, u64)>);
+
+impl Segs {
+    /// One buffer of `len` bytes at `addr`; `EINVAL` if `len` exceeds
+    /// `SSIZE_MAX`.
+    pub(crate) fn one(addr: u64, len: u64) -> Result<Segs, Errno> {
+        if len > i64::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Segs(vec![(addr, len)]))
+    }
+
+    /// The buffers of `cnt` iovecs at `iov`: COPYIN of the 16-byte
+    /// `{base, len}` records. `EINVAL` for a count outside `0..=IOV_MAX` or
+    /// a total above `SSIZE_MAX`.
+    pub(crate) fn from_iov(port: &dyn ClientPort, iov: u64, cnt: i32) -> Result<Segs, Errno> {
+        let cnt = usize::try_from(cnt)
+            .ok()
+            .filter(|&c| c <= IOV_MAX)
+            .ok_or(Errno::EINVAL)?;
+        let mut raw = vec![0u8; cnt * IOVEC_SIZE];
+        if cnt > 0 {
+            port.copyin(iov, &mut raw)?;
+        }
+        let mut segs = Vec::with_capacity(cnt);
+        let mut total: u64 = 0;
+        for rec in raw.chunks_exact(IOVEC_SIZE) {
+            let (b, l) = rec.split_at(8);
+            let base = u64::from_le_bytes(b.try_into().map_err(|_| Errno::EFAULT)?);
+            let len = u64::from_le_bytes(l.try_into().map_err(|_| Errno::EFAULT)?);
+            total = total
+                .checked_add(len)
+                .filter(|&t| t <= i64::MAX as u64)
+                .ok_or(Errno::EINVAL)?;
+            segs.push((base, len));
+        }
+        Ok(Segs(segs))
+    }
+
+    /// Total bytes of all buffers.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.iter().map(|s| s.1).sum()
+    }
+
+    /// COPYIN of `len` bytes starting `from` bytes into the buffers.
+    pub(crate) fn gather(
+        &self,
+        port: &dyn ClientPort,
+        from: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::with_capacity(len as usize);
+        let (mut skip, mut want) = (from, len);
+        for &(addr, slen) in &self.0 {
+            if want == 0 {
+                break;
+            }
+            if skip >= slen {
+                skip -= slen;
+                continue;
+            }
+            let n = (slen - skip).min(want);
+            let start = out.len();
+            out.resize(start + n as usize, 0);
+            port.copyin(addr.wrapping_add(skip), &mut out[start..])?;
+            skip = 0;
+            want -= n;
+        }
+        Ok(out)
+    }
+
+    /// COPYOUT of `data` into the buffers from their start, in pieces of
+    /// at most [`IO_CHUNK`].
+    pub(crate) fn scatter(&self, port: &dyn ClientPort, mut data: &[u8]) -> Result<(), Errno> {
+        for &(addr, slen) in &self.0 {
+            if data.is_empty() {
+                break;
+            }
+            let n = (slen.min(data.len() as u64)) as usize;
+            let (now, rest) = data.split_at(n);
+            for (i, piece) in now.chunks(IO_CHUNK as usize).enumerate() {
+                port.copyout(addr.wrapping_add(i as u64 * IO_CHUNK), piece)?;
+            }
+            data = rest;
+        }
+        Ok(())
+    }
+}
