@@ -46,10 +46,16 @@ impl std::str::FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.parse().map_err(|_| format!("bad network address {a:?}"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("bad network address {a:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or(format!("bad prefix {p:?}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or(format!("bad prefix {p:?}"))?,
             None => max,
         };
         Ok(IpNet { addr, prefix })

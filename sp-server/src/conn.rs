@@ -71,7 +71,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(token: Token, stream: Stream, peer: String, registry: Arc<Registry>, send_limit: usize) -> Conn {
+    pub(crate) fn new(
+        token: Token,
+        stream: Stream,
+        peer: String,
+        registry: Arc<Registry>,
+        send_limit: usize,
+    ) -> Conn {
         Conn {
             token,
             stream,
@@ -102,9 +108,16 @@ impl Conn {
     }
 
     fn set_interest(&self, write: bool) {
-        let interest = if write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let interest = if write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         let fd = self.stream.as_raw_fd();
-        if let Err(e) = self.registry.reregister(&mut SourceFd(&fd), self.token, interest) {
+        if let Err(e) = self
+            .registry
+            .reregister(&mut SourceFd(&fd), self.token, interest)
+        {
             tracing::debug!("reregister {}: {e}", self.describe());
         }
     }
@@ -152,7 +165,10 @@ impl Conn {
             st.queued += rest.len();
             st.queue.push_back(rest);
             if st.queued > self.send_limit {
-                let why = format!("send queue over {} bytes (client not reading)", self.send_limit);
+                let why = format!(
+                    "send queue over {} bytes (client not reading)",
+                    self.send_limit
+                );
                 return self.fail_send(&mut st, &why);
             }
             if !st.want_write {
@@ -243,7 +259,9 @@ impl Conn {
     /// Hands a client's answer to the kernel thread waiting for it.
     /// Returns false if nobody waits for `reqno` (the answer is dropped).
     pub(crate) fn deliver(&self, reqno: u64, kind: Option<WaitKind>, data: &[u8]) -> bool {
-        let Some(w) = self.waiters.lock().remove(&reqno) else { return false };
+        let Some(w) = self.waiters.lock().remove(&reqno) else {
+            return false;
+        };
         let res = match kind {
             Some(k) if k == w.kind => Ok(data.to_vec()),
             // An ERROR frame, or an answer of the wrong type: the copy fails.
@@ -261,7 +279,11 @@ impl Conn {
     }
 
     /// Sends a request and waits for the client's answer.
-    fn request(&self, kind: WaitKind, make: impl FnOnce(u64) -> Message<'static>) -> Result<Vec<u8>, Errno> {
+    fn request(
+        &self,
+        kind: WaitKind,
+        make: impl FnOnce(u64) -> Message<'static>,
+    ) -> Result<Vec<u8>, Errno> {
         if self.is_dead() {
             return Err(Errno::EFAULT);
         }
@@ -318,9 +340,14 @@ impl ClientPort for InlinePort<'_> {
 impl ClientPort for ConnPort {
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let len = buf.len() as u64;
-        let data = self.0.request(WaitKind::Copyin, |reqno| {
-            Message::CopyinReq { reqno, string: false, len, addr }
-        })?;
+        let data = self
+            .0
+            .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
+                reqno,
+                string: false,
+                len,
+                addr,
+            })?;
         // A short or long answer is a bad copy, never a read past the bytes.
         if data.len() != buf.len() {
             return Err(Errno::EFAULT);
@@ -331,9 +358,14 @@ impl ClientPort for ConnPort {
 
     fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
         let len = maxlen as u64;
-        let mut data = self.0.request(WaitKind::Copyin, |reqno| {
-            Message::CopyinReq { reqno, string: true, len, addr }
-        })?;
+        let mut data = self
+            .0
+            .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
+                reqno,
+                string: true,
+                len,
+                addr,
+            })?;
         if data.len() > maxlen {
             return Err(Errno::EFAULT);
         }
@@ -352,7 +384,14 @@ impl ClientPort for ConnPort {
             return Err(Errno::EFAULT);
         }
         let reqno = self.0.next();
-        self.0.send(&Message::Copyout { reqno, string: false, addr, data }).map_err(|_| Errno::EFAULT)
+        self.0
+            .send(&Message::Copyout {
+                reqno,
+                string: false,
+                addr,
+                data,
+            })
+            .map_err(|_| Errno::EFAULT)
     }
 
     fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
@@ -363,7 +402,12 @@ impl ClientPort for ConnPort {
     fn anonmmap(&self, size: u64) -> Result<u64, Errno> {
         // A failed request is EFAULT, a client that could not map ENOMEM,
         // as in the reference.
-        let data = self.0.request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq { reqno, size })?;
+        let data = self
+            .0
+            .request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq {
+                reqno,
+                size,
+            })?;
         let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| Errno::EFAULT)?;
         match u64::from_le_bytes(bytes) {
             0 => Err(Errno::ENOMEM),
@@ -375,7 +419,9 @@ impl ClientPort for ConnPort {
         if self.0.is_dead() {
             return Err(Errno::ESRCH);
         }
-        self.0.send(&Message::Raise { reqno: 0, signo }).map_err(|_| Errno::ESRCH)
+        self.0
+            .send(&Message::Raise { reqno: 0, signo })
+            .map_err(|_| Errno::ESRCH)
     }
 }
 
@@ -398,7 +444,9 @@ pub(crate) fn after_drain(conn: &Arc<Conn>, kernel: &dyn Kernel) {
             kernel.release(proc);
             return;
         }
-        let Some((reqno, comm)) = ps.exec.take() else { return };
+        let Some((reqno, comm)) = ps.exec.take() else {
+            return;
+        };
         drop(ps);
         kernel.execnotify(proc, &comm);
         {

@@ -53,7 +53,12 @@ impl Pool {
     pub(crate) fn new(max_idle: usize, idle_linger: Duration) -> Pool {
         Pool {
             inner: Arc::new(Inner {
-                state: Mutex::new(State { queue: VecDeque::new(), idle: 0, total: 0, shutting_down: false }),
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    idle: 0,
+                    total: 0,
+                    shutting_down: false,
+                }),
                 cv: Condvar::new(),
                 gone: Condvar::new(),
                 max_idle,
@@ -86,7 +91,11 @@ impl Pool {
 
     pub(crate) fn stats(&self) -> PoolStats {
         let st = self.inner.state.lock();
-        PoolStats { threads: st.total, idle: st.idle, queued: st.queue.len() }
+        PoolStats {
+            threads: st.total,
+            idle: st.idle,
+            queued: st.queue.len(),
+        }
     }
 
     /// Lets idle workers exit and waits up to `timeout` for all to be gone.
@@ -148,9 +157,10 @@ mod tests {
         // 200 jobs block until the barrier opens; one more must still run.
         let (tx, rx) = crossbeam_channel::bounded(1);
         pool.execute(move || tx.send(()).unwrap());
-        rx.recv_timeout(Duration::from_secs(10)).expect("a runnable job found a thread");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a runnable job found a thread");
         barrier.wait();
-        assert!(pool.stats().threads >= n + 1);
+        assert!(pool.stats().threads > n);
     }
 
     #[test]
@@ -178,7 +188,10 @@ mod tests {
             if s.threads == s.idle && s.threads <= 2 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "workers did not settle: {s:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "workers did not settle: {s:?}"
+            );
             std::thread::yield_now();
         }
         assert!(pool.shutdown(Duration::from_secs(10)));

@@ -71,14 +71,24 @@ impl Registry {
     }
 
     /// Registers `proc` for `owner` under a fresh cookie.
-    pub(crate) fn insert(&mut self, owner: u64, proc: ProcId, now: Instant) -> Result<Cookie, PreforkError> {
+    pub(crate) fn insert(
+        &mut self,
+        owner: u64,
+        proc: ProcId,
+        now: Instant,
+    ) -> Result<Cookie, PreforkError> {
         if !self.has_room(owner) {
             return Err(PreforkError::Cap);
         }
         let mut cookie = [0u8; 16];
         getrandom::fill(&mut cookie).map_err(|_| PreforkError::Random)?;
         let h = self.hasher.hash_one(cookie);
-        self.by_hash.entry(h).or_default().push(Entry { cookie, proc, owner, expires: now + self.ttl });
+        self.by_hash.entry(h).or_default().push(Entry {
+            cookie,
+            proc,
+            owner,
+            expires: now + self.ttl,
+        });
         *self.per_owner.entry(owner).or_default() += 1;
         self.len += 1;
         Ok(cookie)
@@ -141,7 +151,12 @@ impl Registry {
 
     /// Removes everything (server shutdown).
     pub(crate) fn drain(&mut self) -> Vec<ProcId> {
-        let all: Vec<ProcId> = self.by_hash.drain().flat_map(|(_, b)| b).map(|e| e.proc).collect();
+        let all: Vec<ProcId> = self
+            .by_hash
+            .drain()
+            .flat_map(|(_, b)| b)
+            .map(|e| e.proc)
+            .collect();
         self.per_owner.clear();
         self.len = 0;
         all
@@ -173,7 +188,8 @@ mod tests {
         r.insert(1, ProcId(2), now).unwrap();
         assert_eq!(r.insert(1, ProcId(3), now), Err(PreforkError::Cap));
         // Another owner has its own allowance.
-        r.insert(2, ProcId(4), now + Duration::from_secs(3)).unwrap();
+        r.insert(2, ProcId(4), now + Duration::from_secs(3))
+            .unwrap();
         assert_eq!(r.next_expiry(), Some(now + Duration::from_secs(5)));
         let mut gone = r.expire(now + Duration::from_secs(5));
         gone.sort();

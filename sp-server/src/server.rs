@@ -151,14 +151,21 @@ impl Server {
     }
 
     /// Binds an already parsed endpoint.
-    pub fn bind_endpoint(ep: &Endpoint, kernel: Arc<dyn Kernel>, config: Config) -> Result<Server, ServerError> {
+    pub fn bind_endpoint(
+        ep: &Endpoint,
+        kernel: Arc<dyn Kernel>,
+        config: Config,
+    ) -> Result<Server, ServerError> {
         let banner = config.banner.format()?;
         if config.raise_nofile {
             if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
                 tracing::warn!("cannot raise RLIMIT_NOFILE: {e}");
             }
         }
-        let opts = ListenOptions { unix_mode: Some(config.unix_mode), ..ListenOptions::default() };
+        let opts = ListenOptions {
+            unix_mode: Some(config.unix_mode),
+            ..ListenOptions::default()
+        };
         let listener = Listener::bind(ep, &opts)?;
         listener.set_nonblocking(true)?;
         let endpoint = listener.local_endpoint();
@@ -185,7 +192,12 @@ impl Server {
             registry,
             conns: Slab::new(),
             banner,
-            ctx: Ctx { kernel, config, shared, preforks },
+            ctx: Ctx {
+                kernel,
+                config,
+                shared,
+                preforks,
+            },
             ready: Vec::new(),
         })
     }
@@ -197,15 +209,23 @@ impl Server {
 
     /// A handle to stop the server and read its counters.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle { shared: self.ctx.shared.clone() }
+        ServerHandle {
+            shared: self.ctx.shared.clone(),
+        }
     }
 
     /// Runs the server on a new thread.
     pub fn spawn(self) -> io::Result<RunningServer> {
         let handle = self.handle();
         let endpoint = self.endpoint.clone();
-        let thread = std::thread::Builder::new().name("sp-server".into()).spawn(move || self.run())?;
-        Ok(RunningServer { handle, endpoint, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("sp-server".into())
+            .spawn(move || self.run())?;
+        Ok(RunningServer {
+            handle,
+            endpoint,
+            thread: Some(thread),
+        })
     }
 
     /// Serves until [`ServerHandle::shutdown`] is called.
@@ -215,7 +235,10 @@ impl Server {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.ctx.preforks.next_expiry().map(|t| t.saturating_duration_since(Instant::now()))
+                self.ctx
+                    .preforks
+                    .next_expiry()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -253,7 +276,10 @@ impl Server {
             tracing::info!("prefork (pid {}) expired unclaimed", self.ctx.kernel.pid(p));
             self.ctx.kernel.release(p);
         }
-        self.ctx.shared.preforks.store(self.ctx.preforks.len(), Ordering::Relaxed);
+        self.ctx
+            .shared
+            .preforks
+            .store(self.ctx.preforks.len(), Ordering::Relaxed);
     }
 
     fn accept_all(&mut self) {
@@ -280,13 +306,18 @@ impl Server {
     fn admit(&mut self, stream: Stream) {
         let cfg = &self.ctx.config;
         if self.conns.len() >= cfg.max_clients {
-            return self.refuse(&stream, &format!("at the limit of {} clients", cfg.max_clients));
+            return self.refuse(
+                &stream,
+                &format!("at the limit of {} clients", cfg.max_clients),
+            );
         }
         if let Some(uids) = &cfg.allowed_uids {
             if let Stream::Unix(_) = stream {
                 match stream.peer_uid() {
                     Ok(Some(uid)) if uids.contains(&uid) => {}
-                    Ok(Some(uid)) => return self.refuse(&stream, &format!("uid {uid} not allowed")),
+                    Ok(Some(uid)) => {
+                        return self.refuse(&stream, &format!("uid {uid} not allowed"))
+                    }
                     _ => return self.refuse(&stream, "peer uid unknown"),
                 }
             }
@@ -304,9 +335,18 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         let peer = stream.peer_label();
-        let conn = Arc::new(Conn::new(token, stream, peer, self.registry.clone(), cfg.send_queue_bytes));
+        let conn = Arc::new(Conn::new(
+            token,
+            stream,
+            peer,
+            self.registry.clone(),
+            cfg.send_queue_bytes,
+        ));
         let fd = conn.stream.as_raw_fd();
-        if let Err(e) = self.registry.register(&mut SourceFd(&fd), token, Interest::READABLE) {
+        if let Err(e) = self
+            .registry
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+        {
             tracing::warn!("cannot register client from {}: {e}", conn.peer);
             return;
         }
@@ -315,15 +355,24 @@ impl Server {
             return;
         }
         tracing::debug!("accepted client from {}", conn.peer);
-        entry.insert(LoopConn { conn, deframer: Deframer::new(cfg.max_frame), phase: Phase::New });
+        entry.insert(LoopConn {
+            conn,
+            deframer: Deframer::new(cfg.max_frame),
+            phase: Phase::New,
+        });
         self.ctx.shared.accepted.fetch_add(1, Ordering::Relaxed);
-        self.ctx.shared.connections.store(self.conns.len(), Ordering::Relaxed);
+        self.ctx
+            .shared
+            .connections
+            .store(self.conns.len(), Ordering::Relaxed);
     }
 
     fn read_conn(&mut self, t: usize) {
         let mut budget = READ_BUDGET;
         loop {
-            let Some(lc) = self.conns.get_mut(t) else { return };
+            let Some(lc) = self.conns.get_mut(t) else {
+                return;
+            };
             let buf = lc.deframer.read_buf();
             let res = (&lc.conn.stream).read(buf);
             match res {
@@ -352,7 +401,9 @@ impl Server {
     }
 
     fn teardown(&mut self, t: usize, why: &str, misbehaved: bool) {
-        let Some(lc) = self.conns.try_remove(t) else { return };
+        let Some(lc) = self.conns.try_remove(t) else {
+            return;
+        };
         let conn = lc.conn;
         let fd = conn.stream.as_raw_fd();
         let _ = self.registry.deregister(&mut SourceFd(&fd));
@@ -375,7 +426,10 @@ impl Server {
         conn.close();
         conn.wake_all();
         after_drain(&conn, &*self.ctx.kernel);
-        self.ctx.shared.connections.store(self.conns.len(), Ordering::Relaxed);
+        self.ctx
+            .shared
+            .connections
+            .store(self.conns.len(), Ordering::Relaxed);
     }
 
     fn shutdown_all(&mut self) {
@@ -458,10 +512,21 @@ impl Ctx {
         }
     }
 
-    fn first_request(&mut self, conn: &Arc<Conn>, phase: &mut Phase, h: &Header, body: &[u8]) -> Next {
+    fn first_request(
+        &mut self,
+        conn: &Arc<Conn>,
+        phase: &mut Phase,
+        h: &Header,
+        body: &[u8],
+    ) -> Next {
         let reqno = h.reqno();
         if h.typ() != MsgType::HANDSHAKE {
-            return self.error_close(conn, reqno, ErrorCode::AUTH, &format!("{} before the handshake", h.typ()));
+            return self.error_close(
+                conn,
+                reqno,
+                ErrorCode::AUTH,
+                &format!("{} before the handshake", h.typ()),
+            );
         }
         let hs = match Message::decode(h, body) {
             Ok(Message::Handshake { hs, .. }) => hs,
@@ -469,7 +534,9 @@ impl Ctx {
             Err(e @ (BodyError::EmptyComm(_) | BodyError::BadSize { .. })) => {
                 return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string());
             }
-            Err(e) => return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string()),
+            Err(e) => {
+                return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string())
+            }
         };
         let port: Port = Arc::new(ConnPort(conn.clone()));
         let proc = match hs {
@@ -488,9 +555,16 @@ impl Ctx {
             }
             Handshake::Fork { cookie, cancel } => {
                 let Some(prefork) = self.preforks.take(&cookie) else {
-                    return self.error_close(conn, reqno, ErrorCode::INVALID_PREFORK, "unknown prefork cookie");
+                    return self.error_close(
+                        conn,
+                        reqno,
+                        ErrorCode::INVALID_PREFORK,
+                        "unknown prefork cookie",
+                    );
                 };
-                self.shared.preforks.store(self.preforks.len(), Ordering::Relaxed);
+                self.shared
+                    .preforks
+                    .store(self.preforks.len(), Ordering::Relaxed);
                 if cancel != 0 {
                     tracing::info!("prefork (pid {}) cancelled", self.kernel.pid(prefork));
                     self.kernel.release(prefork);
@@ -522,7 +596,10 @@ impl Ctx {
         let reqno = h.reqno();
         let (proc, in_exec) = {
             let ps = conn.procs.lock();
-            (ps.proc.expect("a running connection has a process"), ps.exec.is_some())
+            (
+                ps.proc.expect("a running connection has a process"),
+                ps.exec.is_some(),
+            )
         };
         match h.typ() {
             MsgType::SYSCALL => {
@@ -531,16 +608,31 @@ impl Ctx {
             }
             MsgType::HANDSHAKE => {
                 let comm = match Message::decode(h, body) {
-                    Ok(Message::Handshake { hs: Handshake::Exec { comm }, .. }) => comm_name(comm),
+                    Ok(Message::Handshake {
+                        hs: Handshake::Exec { comm },
+                        ..
+                    }) => comm_name(comm),
                     Ok(Message::Handshake { hs, .. }) => {
                         let why = format!("{} handshake on a running connection", hs.kind());
                         return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &why);
                     }
                     Ok(_) => unreachable!("a REQ HANDSHAKE decodes to a handshake"),
-                    Err(e) => return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string()),
+                    Err(e) => {
+                        return self.error_close(
+                            conn,
+                            reqno,
+                            ErrorCode::MALFORMED_REQUEST,
+                            &e.to_string(),
+                        )
+                    }
                 };
                 if in_exec {
-                    return self.error_close(conn, reqno, ErrorCode::INEXEC, "exec while an exec is in progress");
+                    return self.error_close(
+                        conn,
+                        reqno,
+                        ErrorCode::INEXEC,
+                        "exec while an exec is in progress",
+                    );
                 }
                 conn.procs.lock().exec = Some((reqno, comm.to_vec()));
                 // Threads exit; the last call to return finishes the exec.
@@ -566,7 +658,11 @@ impl Ctx {
     fn prefork(&mut self, conn: &Arc<Conn>, proc: crate::ProcId, reqno: u64) {
         let owner = conn.token.0 as u64 | (Arc::as_ptr(conn) as u64) << 20;
         if !self.preforks.has_room(owner) {
-            tracing::warn!("{}: prefork refused, {} unclaimed already", conn.describe(), self.config.prefork_cap);
+            tracing::warn!(
+                "{}: prefork refused, {} unclaimed already",
+                conn.describe(),
+                self.config.prefork_cap
+            );
             return self.error(conn, reqno, ErrorCode::TRYAGAIN);
         }
         let child = match self.kernel.prefork(proc) {
@@ -578,12 +674,18 @@ impl Ctx {
         };
         match self.preforks.insert(owner, child, Instant::now()) {
             Ok(cookie) => {
-                self.shared.preforks.store(self.preforks.len(), Ordering::Relaxed);
+                self.shared
+                    .preforks
+                    .store(self.preforks.len(), Ordering::Relaxed);
                 let _ = conn.send(&Message::PreforkResp { reqno, cookie });
             }
             Err(e) => {
                 self.kernel.release(child);
-                let code = if e == PreforkError::Cap { ErrorCode::TRYAGAIN } else { ErrorCode::NOMEM };
+                let code = if e == PreforkError::Cap {
+                    ErrorCode::TRYAGAIN
+                } else {
+                    ErrorCode::NOMEM
+                };
                 self.error(conn, reqno, code);
             }
         }
@@ -599,7 +701,11 @@ impl Ctx {
                 Ok(rv) => (0, rv),
                 Err(e) => (e.0, [0, 0]),
             };
-            let _ = conn.send(&Message::SyscallResp { reqno, error, retval });
+            let _ = conn.send(&Message::SyscallResp {
+                reqno,
+                error,
+                retval,
+            });
             return;
         }
         conn.procs.lock().inflight += 1;
@@ -614,7 +720,11 @@ impl Ctx {
                 Ok(rv) => (0, rv),
                 Err(e) => (e.0, [0, 0]),
             };
-            let _ = conn.send(&Message::SyscallResp { reqno, error, retval });
+            let _ = conn.send(&Message::SyscallResp {
+                reqno,
+                error,
+                retval,
+            });
             counter.fetch_sub(1, Ordering::Relaxed);
             conn.procs.lock().inflight -= 1;
             after_drain(&conn, &*kernel);
@@ -659,7 +769,9 @@ impl RunningServer {
     fn stop_inner(&mut self) -> Result<(), ServerError> {
         self.handle.shutdown();
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("server thread panicked").into())),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked").into())),
             None => Ok(()),
         }
     }
