@@ -61,6 +61,8 @@ pub struct Stats {
 
 struct Shared {
     stop: AtomicBool,
+    /// Connected streams handed in by [`ServerHandle::adopt`].
+    adopted: parking_lot::Mutex<Vec<Stream>>,
     waker: Waker,
     pool: Pool,
     connections: AtomicUsize,
@@ -82,6 +84,14 @@ impl ServerHandle {
     /// [`Server::run`].
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.waker.wake();
+    }
+
+    /// Serves an already connected stream as if it had been accepted
+    /// (banner first). With `UnixStream::pair()` this gives an in-memory
+    /// link for tests and fuzzing.
+    pub fn adopt(&self, stream: Stream) {
+        self.shared.adopted.lock().push(stream);
         let _ = self.shared.waker.wake();
     }
 
@@ -176,6 +186,7 @@ impl Server {
         let waker = Waker::new(&registry, WAKER)?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            adopted: parking_lot::Mutex::new(Vec::new()),
             waker,
             pool: Pool::new(config.max_idle_workers, config.idle_linger),
             connections: AtomicUsize::new(0),
@@ -249,7 +260,12 @@ impl Server {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => {}
+                    WAKER => {
+                        let adopted = std::mem::take(&mut *self.ctx.shared.adopted.lock());
+                        for stream in adopted {
+                            self.admit(stream);
+                        }
+                    }
                     Token(t) => {
                         if ev.is_writable() {
                             if let Some(lc) = self.conns.get(t) {

@@ -47,6 +47,18 @@ impl RawPeer {
         })
     }
 
+    /// Wraps an already connected stream (e.g. one end of a socket pair
+    /// whose other end was handed to [`sp_server::ServerHandle::adopt`]).
+    pub fn from_stream(stream: Stream) -> io::Result<RawPeer> {
+        if let Stream::Unix(s) = &stream {
+            s.set_read_timeout(Some(PEER_TIMEOUT))?;
+        }
+        if let Stream::Tcp(s) = &stream {
+            s.set_read_timeout(Some(PEER_TIMEOUT))?;
+        }
+        Ok(RawPeer { stream, buf: Vec::new() })
+    }
+
     /// Connects and reads the banner line.
     pub fn connect_banner(url: &str) -> io::Result<(RawPeer, Vec<u8>)> {
         let mut p = RawPeer::connect(url)?;

@@ -620,3 +620,15 @@ fn unix_socket_is_private_by_default() {
     let mode = std::fs::metadata(path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn adopted_socket_pair_is_served_like_an_accepted_client() {
+    let s = server(Transport::Unix);
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    s.server.handle().adopt(sp_transport::Stream::Unix(a));
+    let mut p = RawPeer::from_stream(sp_transport::Stream::Unix(b)).unwrap();
+    assert!(p.read_banner().unwrap().starts_with(b"RUMPSP-0.4-"));
+    p.send_msg(&Message::Handshake { reqno: 1, hs: Handshake::Guest { comm: b"pair\0" } }).unwrap();
+    assert_eq!(p.recv_msg().unwrap().message(), Some(Message::HandshakeResp { reqno: 1, error: 0 }));
+    assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [2, 0]));
+}
