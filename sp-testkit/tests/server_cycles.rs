@@ -628,7 +628,97 @@ fn adopted_socket_pair_is_served_like_an_accepted_client() {
     s.server.handle().adopt(sp_transport::Stream::Unix(a));
     let mut p = RawPeer::from_stream(sp_transport::Stream::Unix(b)).unwrap();
     assert!(p.read_banner().unwrap().starts_with(b"RUMPSP-0.4-"));
-    p.send_msg(&Message::Handshake { reqno: 1, hs: Handshake::Guest { comm: b"pair\0" } }).unwrap();
-    assert_eq!(p.recv_msg().unwrap().message(), Some(Message::HandshakeResp { reqno: 1, error: 0 }));
+    p.send_msg(&Message::Handshake {
+        reqno: 1,
+        hs: Handshake::Guest { comm: b"pair\0" },
+    })
+    .unwrap();
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::HandshakeResp { reqno: 1, error: 0 })
+    );
     assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [2, 0]));
+}
+
+/// A kernel that claims every call may run inline, to check that a call
+/// which then waits for the client fails with EFAULT instead of stalling
+/// the event loop.
+struct InlineEverything(StubKernel);
+
+impl sp_server::Kernel for InlineEverything {
+    fn spawn_guest(
+        &self,
+        comm: &[u8],
+        port: sp_server::Port,
+    ) -> Result<sp_server::ProcId, sp_proto::Errno> {
+        self.0.spawn_guest(comm, port)
+    }
+    fn prefork(&self, parent: sp_server::ProcId) -> Result<sp_server::ProcId, sp_proto::Errno> {
+        self.0.prefork(parent)
+    }
+    fn attach_prefork(
+        &self,
+        p: sp_server::ProcId,
+        port: sp_server::Port,
+    ) -> Result<sp_server::ProcId, sp_proto::Errno> {
+        self.0.attach_prefork(p, port)
+    }
+    fn syscall(
+        &self,
+        proc: sp_server::ProcId,
+        n: u32,
+        args: &[u8],
+        port: &dyn sp_server::ClientPort,
+    ) -> sp_proto::SysResult {
+        self.0.syscall(proc, n, args, port)
+    }
+    fn lwpexit(&self, proc: sp_server::ProcId) {
+        self.0.lwpexit(proc)
+    }
+    fn execnotify(&self, proc: sp_server::ProcId, comm: &[u8]) {
+        self.0.execnotify(proc, comm)
+    }
+    fn release(&self, proc: sp_server::ProcId) {
+        self.0.release(proc)
+    }
+    fn pid(&self, proc: sp_server::ProcId) -> i32 {
+        self.0.pid(proc)
+    }
+    fn runs_inline(&self, _sysnum: u32) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_inline_call_that_waits_for_the_client_fails_instead_of_stalling() {
+    let s = TestServer::start(
+        Arc::new(InlineEverything(StubKernel::new())),
+        Transport::Unix,
+    );
+    let mut p = RawPeer::guest(&s.url(), "inline").unwrap();
+    assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [2, 0]));
+    // write needs a COPYIN: refused at once with EFAULT, nothing sent.
+    assert_eq!(
+        p.syscall(3, 4, &args(&[1, 0x1000, 4])).unwrap(),
+        (14, [0, 0])
+    );
+    // read only pushes a COPYOUT: allowed inline.
+    p.syscall_async(4, 3, &args(&[0, 0x2000, 2]));
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::Copyout {
+            reqno: 0,
+            string: false,
+            addr: 0x2000,
+            data: &[0, 1]
+        })
+    );
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::SyscallResp {
+            reqno: 4,
+            error: 0,
+            retval: [2, 0]
+        })
+    );
 }

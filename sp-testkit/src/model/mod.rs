@@ -376,4 +376,27 @@ impl Kernel for ModelKernel {
     fn pid(&self, proc: ProcId) -> i32 {
         self.get(proc).map_or(-1, |p| p.pid)
     }
+
+    /// Calls that touch only the kernel's own state (no copyin, no wait):
+    /// the server may run them without a hand-off to a worker.
+    fn runs_inline(&self, sysnum: u32) -> bool {
+        use sp_proto::abi::sys as n;
+        matches!(
+            sysnum,
+            n::GETPID
+                | n::GETPPID
+                | n::UMASK
+                | n::CLOSE
+                | n::DUP
+                | n::DUP2
+                | n::DUP3
+                | n::FCNTL
+                | n::LSEEK
+                | n::FSYNC
+                | n::FCHDIR
+                | n::FTRUNCATE
+                | n::PIPE
+                | n::KILL
+        )
+    }
 }
