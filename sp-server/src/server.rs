@@ -588,7 +588,10 @@ impl Ctx {
                     return Next::Closing;
                 }
                 match self.kernel.attach_prefork(prefork, port) {
-                    Ok(p) => p,
+                    Ok(p) => {
+                        conn.ident.lock().1 = "fork child".into();
+                        p
+                    }
                     Err(e) => {
                         let why = format!("kernel could not attach the prefork: {e}");
                         return self.error_close(conn, reqno, ErrorCode::RFORK_FAILED, &why);

@@ -20,13 +20,23 @@ struct Cli {
 enum Cmd {
     /// Serve the model kernel on URL (unix://PATH, tcp://A.B.C.D:PORT, tcp6://[ADDR]:PORT).
     Serve(sp_testkit::cmd::serve::ServeArgs),
+    /// Make a system call in a remote kernel (URL from --server or RUMP_SERVER).
+    Call(sp_testkit::cmd::call::CallArgs),
+    /// Start a server in-process and walk a client through every cycle.
+    Demo(sp_testkit::cmd::demo::DemoArgs),
+    /// The exec half of the demo (internal).
+    #[command(hide = true)]
+    DemoExec(sp_testkit::cmd::demo::DemoExecArgs),
 }
 
 fn main() -> ExitCode {
-    sp_testkit::cmd::init_logging();
     let cli = Cli::parse();
+    sp_testkit::cmd::init_logging(if matches!(cli.cmd, Cmd::Serve(_)) { "info" } else { "warn" });
     let res = match cli.cmd {
         Cmd::Serve(a) => sp_testkit::cmd::serve::run(a),
+        Cmd::Call(a) => sp_testkit::cmd::call::run(a).map_err(Into::into),
+        Cmd::Demo(a) => sp_testkit::cmd::demo::run(a),
+        Cmd::DemoExec(a) => sp_testkit::cmd::demo::run_exec(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
