@@ -13,6 +13,7 @@
 //! assert_eq!((error, retval[0]), (0, 2));
 //! ```
 
+pub mod bench;
 pub mod cmd;
 pub mod harness;
 pub mod memport;

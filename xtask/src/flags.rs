@@ -14,9 +14,9 @@ pub enum Cmd {
         /// Seconds per target.
         secs: u64,
     },
-    /// The benchmarks.
+    /// The benchmarks: `sp bench`, then the codec's criterion benches.
     Bench {
-        /// A short measurement, for a smoke run.
+        /// A short measurement (under two minutes), without the codec benches.
         quick: bool,
     },
     /// Print the help.
@@ -41,7 +41,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "bench",
         "[--quick]",
-        "run the benchmarks (--quick: a short measurement)",
+        "sp bench (server vs raw anchors: table + target/bench/*.json), then the codec benches (--quick: < 2 min, no codec benches)",
     ),
     ("help", "", "print this help"),
 ];

@@ -4,7 +4,10 @@
 //!   --all-targets -- -D warnings`, `cargo test --workspace` (and, with
 //!   `--stress`, the `#[ignore]`d tests), stopping at the first failure.
 //! - `fuzz [SECS]`: every target in `fuzz/fuzz_targets` under `cargo fuzz`.
-//! - `bench [--quick]`: the benchmarks.
+//! - `bench [--quick]`: `sp bench` on a release build (each server figure
+//!   beside its raw-socket anchor: a markdown table on stdout, JSON in
+//!   `<target>/bench/`), then the codec's criterion benches (`--quick`: a
+//!   run under two minutes, no criterion).
 //!
 //! The repository rules live in `tidy.rs`, a `#[test]`, so plain
 //! `cargo test` enforces them.
@@ -179,28 +182,54 @@ fn fuzz(secs: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(quick: bool) -> Result<(), String> {
-    let args: &'static [&'static str] = if quick {
-        &[
-            "bench",
-            "-p",
-            "sp-proto",
-            "--bench",
-            "codec",
-            "--",
-            "--quick",
-            "--warm-up-time",
-            "0.2",
-            "--measurement-time",
-            "0.5",
-            "--noplot",
-        ]
-    } else {
-        &["bench", "-p", "sp-proto"]
-    };
-    Step {
-        args,
-        hint: "A benchmark failed to build or run.",
+/// The cargo target folder: `CARGO_TARGET_DIR` (relative to the root if it
+/// is relative) or `target/` under the root.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                project_root().join(d)
+            }
+        }
+        _ => project_root().join("target"),
     }
-    .run()
+}
+
+/// `sp bench` on a release build (the server and its anchors: a markdown
+/// table on stdout, JSON in `<target>/bench/`), then, in the full run, the
+/// codec's criterion benches.
+fn bench(quick: bool) -> Result<(), String> {
+    Step {
+        args: &["build", "--release", "-p", "sp-testkit", "--bin", "sp"],
+        hint: "The sp binary failed to build.",
+    }
+    .run()?;
+    let target = target_dir();
+    let sp = target.join("release/sp");
+    let mut cmd = Command::new(&sp);
+    cmd.current_dir(project_root()).arg("bench");
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--json").arg(target.join("bench"));
+    eprintln!("\n$ {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {}: {e}", sp.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "`sp bench` failed ({status}): a figure could not be measured, see the table"
+        ));
+    }
+    if !quick {
+        Step {
+            args: &["bench", "-p", "sp-proto"],
+            hint: "A codec benchmark failed to build or run.",
+        }
+        .run()?;
+    }
+    Ok(())
 }

@@ -27,6 +27,11 @@ enum Cmd {
     /// The exec half of the demo (internal).
     #[command(hide = true)]
     DemoExec(sp_testkit::cmd::demo::DemoExecArgs),
+    /// Measure a server beside raw socket anchors (starts its own without URL).
+    Bench(sp_testkit::cmd::bench::BenchArgs),
+    /// One client process of `sp bench` (started by it).
+    #[command(hide = true)]
+    BenchClient(sp_testkit::bench::client::ClientSpec),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
         Cmd::Call(a) => sp_testkit::cmd::call::run(a).map_err(Into::into),
         Cmd::Demo(a) => sp_testkit::cmd::demo::run(a),
         Cmd::DemoExec(a) => sp_testkit::cmd::demo::run_exec(a),
+        Cmd::Bench(a) => sp_testkit::cmd::bench::run(a),
+        Cmd::BenchClient(a) => sp_testkit::cmd::bench::run_bench_client(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The subcommands of the `sp` binary, as library code so tests can run them.
 
+pub mod bench;
 pub mod call;
 pub mod demo;
 pub mod serve;
