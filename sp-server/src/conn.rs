@@ -58,7 +58,6 @@ pub(crate) struct ProcState {
 pub(crate) struct Conn {
     pub(crate) token: Token,
     pub(crate) stream: Stream,
-    pub(crate) peer: String,
     registry: Arc<Registry>,
     send: Mutex<SendState>,
     send_limit: usize,
@@ -74,14 +73,12 @@ impl Conn {
     pub(crate) fn new(
         token: Token,
         stream: Stream,
-        peer: String,
         registry: Arc<Registry>,
         send_limit: usize,
     ) -> Conn {
         Conn {
             token,
             stream,
-            peer,
             registry,
             send: Mutex::new(SendState::default()),
             send_limit,
@@ -97,9 +94,14 @@ impl Conn {
     pub(crate) fn describe(&self) -> String {
         let id = self.ident.lock();
         if id.0 > 0 {
-            format!("client pid {} ({}) from {}", id.0, id.1, self.peer)
+            format!(
+                "client pid {} ({}) from {}",
+                id.0,
+                id.1,
+                self.stream.peer_label()
+            )
         } else {
-            format!("client from {} (no handshake)", self.peer)
+            format!("client from {} (no handshake)", self.stream.peer_label())
         }
     }
 
@@ -354,6 +356,22 @@ impl ClientPort for ConnPort {
         }
         buf.copy_from_slice(&data);
         Ok(())
+    }
+
+    fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let want = len as u64;
+        let data = self
+            .0
+            .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
+                reqno,
+                string: false,
+                len: want,
+                addr,
+            })?;
+        if data.len() != len {
+            return Err(Errno::EFAULT);
+        }
+        Ok(data)
     }
 
     fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {

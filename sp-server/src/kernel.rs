@@ -25,6 +25,15 @@ pub trait ClientPort: Send + Sync {
     /// `EFAULT` if the client refuses, answers with the wrong size, or is gone.
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
 
+    /// Like [`copyin`](ClientPort::copyin) into a new vector of `len`
+    /// bytes. Ports that receive the bytes in a buffer of their own hand it
+    /// over, saving the kernel a zero-fill and a copy of large transfers.
+    fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let mut v = vec![0u8; len];
+        self.copyin(addr, &mut v)?;
+        Ok(v)
+    }
+
     /// Reads a NUL-terminated string of at most `maxlen` bytes (NUL
     /// included) at `addr`; returns it without the NUL. `ENAMETOOLONG` if
     /// the client's answer has no NUL within `maxlen`; `EFAULT` as for copyin.

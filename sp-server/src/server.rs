@@ -10,7 +10,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 use sp_proto::{
-    comm_name, BodyError, Class, Deframer, ErrorCode, Handshake, Header, Message, MsgType,
+    comm_name, BodyError, Class, Deframer, ErrorCode, Frame, Handshake, Header, Message, MsgType,
 };
 use sp_transport::{Endpoint, ListenOptions, Listener, Role, Stream};
 use std::io::{self, Read};
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// Size of the loop's scratch read buffer.
+const SCRATCH: usize = 64 * 1024;
 /// Bytes read from one connection per loop turn before others get a go.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -151,6 +153,8 @@ pub struct Server {
     banner: Vec<u8>,
     ctx: Ctx,
     ready: Vec<usize>,
+    /// Where small frames are read, for every connection in turn.
+    scratch: Box<[u8]>,
 }
 
 impl Server {
@@ -210,6 +214,7 @@ impl Server {
                 preforks,
             },
             ready: Vec::new(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         })
     }
 
@@ -272,14 +277,15 @@ impl Server {
                                 lc.conn.flush();
                             }
                         }
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read_conn(t);
+                        let closed = ev.is_read_closed() || ev.is_error();
+                        if ev.is_readable() || closed {
+                            self.read_conn(t, !closed);
                         }
                     }
                 }
             }
             for t in std::mem::take(&mut self.ready) {
-                self.read_conn(t);
+                self.read_conn(t, false);
             }
             self.expire_preforks();
         }
@@ -350,11 +356,9 @@ impl Server {
         }
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
-        let peer = stream.peer_label();
         let conn = Arc::new(Conn::new(
             token,
             stream,
-            peer,
             self.registry.clone(),
             cfg.send_queue_bytes,
         ));
@@ -363,14 +367,17 @@ impl Server {
             .registry
             .register(&mut SourceFd(&fd), token, Interest::READABLE)
         {
-            tracing::warn!("cannot register client from {}: {e}", conn.peer);
+            tracing::warn!(
+                "cannot register client from {}: {e}",
+                conn.stream.peer_label()
+            );
             return;
         }
         if conn.send_parts(&self.banner, &[]).is_err() {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
             return;
         }
-        tracing::debug!("accepted client from {}", conn.peer);
+        tracing::debug!("accepted client from {}", conn.stream.peer_label());
         entry.insert(LoopConn {
             conn,
             deframer: Deframer::new(cfg.max_frame),
@@ -383,35 +390,57 @@ impl Server {
             .store(self.conns.len(), Ordering::Relaxed);
     }
 
-    fn read_conn(&mut self, t: usize) {
+    /// Reads what `t` has sent and handles every whole frame.
+    ///
+    /// Small frames are read into the loop's scratch buffer and handled in
+    /// place, so an idle connection holds no buffer of its own; only the
+    /// tail of a frame that has not fully arrived is kept per connection,
+    /// and the rest of a large frame is then read straight into it. A read
+    /// that returns less than offered means the socket is drained (epoll
+    /// reports new bytes as a new edge), which saves the EAGAIN read; not
+    /// when the event already said the peer closed (`short_read_ends` false):
+    /// that close was reported with this edge and must be read now.
+    fn read_conn(&mut self, t: usize, short_read_ends: bool) {
         let mut budget = READ_BUDGET;
         loop {
             let Some(lc) = self.conns.get_mut(t) else {
                 return;
             };
-            let buf = lc.deframer.read_buf();
+            let direct = lc.deframer.is_mid_frame();
+            let buf: &mut [u8] = if direct {
+                lc.deframer.read_buf()
+            } else {
+                &mut self.scratch
+            };
+            let offered = buf.len();
             let res = (&lc.conn.stream).read(buf);
-            match res {
+            let n = match res {
                 Ok(0) => return self.teardown(t, "closed by the client", false),
-                Ok(n) => {
-                    lc.deframer.commit(n);
-                    if let Err(why) = self.ctx.frames(lc) {
-                        return self.teardown(t, &why, true);
-                    }
-                    budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        self.ready.push(t);
-                        return;
-                    }
-                }
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(lc) = self.conns.get_mut(t) {
-                        lc.deframer.shrink();
-                    }
+                    lc.deframer.shrink();
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.teardown(t, &format!("read failed: {e}"), false),
+            };
+            let handled = if direct {
+                lc.deframer.commit(n);
+                self.ctx.frames(lc)
+            } else {
+                self.ctx.frames_in_place(lc, &self.scratch[..n])
+            };
+            if let Err(why) = handled {
+                return self.teardown(t, &why, true);
+            }
+            if n < offered && short_read_ends {
+                lc.deframer.shrink();
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                self.ready.push(t);
+                return;
             }
         }
     }
@@ -467,6 +496,35 @@ impl Server {
 impl Ctx {
     /// Handles every whole frame buffered for `lc`. An error ends the
     /// connection at once (the stream is out of step).
+    /// Handles the whole frames at the start of `bytes` (read while the
+    /// connection had nothing buffered) without copying them, and keeps the
+    /// incomplete tail in the connection's deframer.
+    fn frames_in_place(&mut self, lc: &mut LoopConn, mut bytes: &[u8]) -> Result<(), String> {
+        let max = lc.deframer.max_frame();
+        while lc.phase != Phase::Closing {
+            match Frame::parse(bytes, max) {
+                Ok(Some((frame, used))) => {
+                    if let Next::Closing =
+                        self.frame(&lc.conn, &mut lc.phase, &frame.header, frame.body)
+                    {
+                        lc.phase = Phase::Closing;
+                    }
+                    bytes = &bytes[used..];
+                }
+                Ok(None) => {
+                    lc.deframer.push(bytes);
+                    // A header over the limit is refused before its body.
+                    return match lc.deframer.next_frame() {
+                        Err(e) => Err(e.to_string()),
+                        Ok(_) => Ok(()),
+                    };
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
     fn frames(&mut self, lc: &mut LoopConn) -> Result<(), String> {
         loop {
             if lc.phase == Phase::Closing {

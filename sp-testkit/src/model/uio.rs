@@ -64,7 +64,7 @@ impl Segs {
         from: u64,
         len: u64,
     ) -> Result<Vec<u8>, Errno> {
-        let mut out = Vec::with_capacity(len as usize);
+        let mut out = Vec::new();
         let (mut skip, mut want) = (from, len);
         for &(addr, slen) in &self.0 {
             if want == 0 {
@@ -75,9 +75,12 @@ impl Segs {
                 continue;
             }
             let n = (slen - skip).min(want);
-            let start = out.len();
-            out.resize(start + n as usize, 0);
-            port.copyin(addr.wrapping_add(skip), &mut out[start..])?;
+            let piece = port.copyin_vec(addr.wrapping_add(skip), n as usize)?;
+            if out.is_empty() {
+                out = piece;
+            } else {
+                out.extend_from_slice(&piece);
+            }
             skip = 0;
             want -= n;
         }
