@@ -42,6 +42,10 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // mimalloc's arenas may be backed by 2 MiB transparent huge pages, so
+    // a few hundred bytes of new state can cost a whole huge page of RSS;
+    // small pages keep a server's memory proportional to its clients.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     sp_testkit::cmd::init_logging(if matches!(cli.cmd, Cmd::Serve(_)) {
         "info"
