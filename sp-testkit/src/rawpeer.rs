@@ -56,7 +56,10 @@ impl RawPeer {
         if let Stream::Tcp(s) = &stream {
             s.set_read_timeout(Some(PEER_TIMEOUT))?;
         }
-        Ok(RawPeer { stream, buf: Vec::new() })
+        Ok(RawPeer {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     /// Connects and reads the banner line.

@@ -25,10 +25,18 @@ fn pump(p: &mut RawPeer, mut want: usize, fill: u8) -> HashMap<u64, (i32, [i64; 
         let f = p.recv_msg().unwrap();
         match f.message().expect("a frame the protocol knows") {
             Message::CopyinReq { reqno, len, .. } => {
-                p.send_msg(&Message::CopyinResp { reqno, data: &vec![fill; len as usize] }).unwrap();
+                p.send_msg(&Message::CopyinResp {
+                    reqno,
+                    data: &vec![fill; len as usize],
+                })
+                .unwrap();
             }
             Message::Copyout { .. } => {}
-            Message::SyscallResp { reqno, error, retval } => {
+            Message::SyscallResp {
+                reqno,
+                error,
+                retval,
+            } => {
                 got.insert(reqno, (error, retval));
                 want -= 1;
             }
@@ -52,9 +60,16 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
         }
         // 300 reads of empty pipes: each blocks a kernel thread.
         for (i, &(r, _)) in pipes.iter().enumerate() {
-            p.syscall_async(1000 + i as u64, sys::READ, &args(&[r, 0x10_0000 + i as u64 * 16, 1]));
+            p.syscall_async(
+                1000 + i as u64,
+                sys::READ,
+                &args(&[r, 0x10_0000 + i as u64 * 16, 1]),
+            );
         }
-        assert!(kernel.wait_blocked_threads(n as usize, WAIT), "all reads block");
+        assert!(
+            kernel.wait_blocked_threads(n as usize, WAIT),
+            "all reads block"
+        );
         // Another client is served meanwhile.
         let mut other = RawPeer::guest(&s.url(), "other").unwrap();
         assert_eq!(other.syscall(2, sys::GETPID, &[]).unwrap().0, 0);
@@ -99,10 +114,24 @@ fn exec_interrupts_a_blocked_read_then_completes() {
     let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
     p.syscall_async(3, sys::READ, &args(&[rv[0] as u64, 0x1000, 8]));
     assert!(kernel.wait_blocked_threads(1, WAIT));
-    p.send_msg(&Message::Handshake { reqno: 0, hs: sp_proto::Handshake::Exec { comm: b"after\0" } }).unwrap();
+    p.send_msg(&Message::Handshake {
+        reqno: 0,
+        hs: sp_proto::Handshake::Exec { comm: b"after\0" },
+    })
+    .unwrap();
     // The read is told to exit (EINTR), then the exec answers.
-    assert_eq!(p.recv_msg().unwrap().message(), Some(Message::SyscallResp { reqno: 3, error: 4, retval: [0, 0] }));
-    assert_eq!(p.recv_msg().unwrap().message(), Some(Message::HandshakeResp { reqno: 0, error: 0 }));
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::SyscallResp {
+            reqno: 3,
+            error: 4,
+            retval: [0, 0]
+        })
+    );
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::HandshakeResp { reqno: 0, error: 0 })
+    );
     let (err, rv) = p.syscall(1, sys::GETPID, &[]).unwrap();
     assert_eq!((err, rv), (0, [2, 1]));
     assert_eq!(kernel.comm(2).as_deref(), Some(&b"after"[..]));

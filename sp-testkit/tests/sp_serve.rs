@@ -57,7 +57,9 @@ fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
         .spawn()
         .expect("sp starts");
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.starts_with("listening on "));
     (child, url)
 }
@@ -81,9 +83,15 @@ fn sp_call(url: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
 fn sp_call_round_trips_a_mebibyte_and_names_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, url) = spawn_serve(dir.path());
-    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let put = sp_call(&url, &["put", "/a"], &data);
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
     let cat = sp_call(&url, &["cat", "/a"], b"");
     assert!(cat.status.success());
     assert!(cat.stdout == data, "cat returns the 1 MiB that put stored");
@@ -102,13 +110,19 @@ fn sp_call_round_trips_a_mebibyte_and_names_errors() {
     // Errors: one line with the NetBSD errno name, non-zero exit.
     let missing = sp_call(&url, &["cat", "/missing"], b"");
     assert!(!missing.status.success());
-    assert_eq!(String::from_utf8_lossy(&missing.stderr), "sp: cat /missing: ENOENT\n");
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "sp: cat /missing: ENOENT\n"
+    );
     let notempty = {
         sp_call(&url, &["mkdir", "/e"], b"");
         sp_call(&url, &["put", "/e/f"], b"x");
         sp_call(&url, &["rm", "/e"], b"")
     };
-    assert_eq!(String::from_utf8_lossy(&notempty.stderr), "sp: rm /e: ENOTEMPTY\n");
+    assert_eq!(
+        String::from_utf8_lossy(&notempty.stderr),
+        "sp: rm /e: ENOTEMPTY\n"
+    );
     let nosrv = Command::new(env!("CARGO_BIN_EXE_sp"))
         .args(["call", "getpid"])
         .env_remove("RUMP_SERVER")
@@ -117,14 +131,25 @@ fn sp_call_round_trips_a_mebibyte_and_names_errors() {
     assert!(!nosrv.status.success());
     assert!(String::from_utf8_lossy(&nosrv.stderr).contains("RUMP_SERVER"));
 
-    Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
     assert!(server.wait().unwrap().success());
 }
 
 #[test]
 fn sp_demo_runs_clean() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sp")).arg("demo").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sp"))
+        .arg("demo")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("All 7 steps checked out"));
 }

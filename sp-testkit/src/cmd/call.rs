@@ -97,13 +97,21 @@ const CHUNK: usize = 256 * 1024;
 
 /// Runs one operation, writing its output to `out` and reading `input`
 /// for `put`.
-pub fn run_with(args: CallArgs, input: &mut dyn Read, out: &mut dyn Write) -> Result<(), CallError> {
+pub fn run_with(
+    args: CallArgs,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<(), CallError> {
     let url = match args.server {
         Some(u) => u,
         None => std::env::var(sp_client::SERVER_VAR).map_err(|_| CallError::NoServer)?,
     };
-    let client = Client::connect_with(&url, Options::new().name("sp-call"))
-        .map_err(|err| CallError::Connect { url: url.clone(), err })?;
+    let client = Client::connect_with(&url, Options::new().name("sp-call")).map_err(|err| {
+        CallError::Connect {
+            url: url.clone(),
+            err,
+        }
+    })?;
     match args.op {
         Op::Getpid => {
             let (pid, ppid) = client.getpid().map_err(at("getpid"))?;
@@ -122,10 +130,14 @@ pub fn run_with(args: CallArgs, input: &mut dyn Read, out: &mut dyn Write) -> Re
             }
         }
         Op::Cat { path } => {
-            let fd = client.open(&path, oflag::O_RDONLY, 0).map_err(at(format!("cat {path}")))?;
+            let fd = client
+                .open(&path, oflag::O_RDONLY, 0)
+                .map_err(at(format!("cat {path}")))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
-                let n = client.read(fd, &mut buf).map_err(at(format!("cat {path}")))?;
+                let n = client
+                    .read(fd, &mut buf)
+                    .map_err(at(format!("cat {path}")))?;
                 if n == 0 {
                     break;
                 }
@@ -135,7 +147,9 @@ pub fn run_with(args: CallArgs, input: &mut dyn Read, out: &mut dyn Write) -> Re
         }
         Op::Put { path } => {
             let flags = oflag::O_WRONLY | oflag::O_CREAT | oflag::O_TRUNC;
-            let fd = client.open(&path, flags, 0o644).map_err(at(format!("put {path}")))?;
+            let fd = client
+                .open(&path, flags, 0o644)
+                .map_err(at(format!("put {path}")))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = input.read(&mut buf)?;
@@ -144,12 +158,16 @@ pub fn run_with(args: CallArgs, input: &mut dyn Read, out: &mut dyn Write) -> Re
                 }
                 let mut done = 0;
                 while done < n {
-                    done += client.write(fd, &buf[done..n]).map_err(at(format!("put {path}")))?;
+                    done += client
+                        .write(fd, &buf[done..n])
+                        .map_err(at(format!("put {path}")))?;
                 }
             }
             client.close(fd).map_err(at(format!("put {path}")))?;
         }
-        Op::Mkdir { path } => client.mkdir(&path, 0o755).map_err(at(format!("mkdir {path}")))?,
+        Op::Mkdir { path } => client
+            .mkdir(&path, 0o755)
+            .map_err(at(format!("mkdir {path}")))?,
         Op::Rm { path } => {
             let st = client.lstat(&path).map_err(at(format!("rm {path}")))?;
             if st.st_mode.get() & mode::S_IFMT == mode::S_IFDIR {
@@ -177,7 +195,9 @@ pub fn run_with(args: CallArgs, input: &mut dyn Read, out: &mut dyn Write) -> Re
                 st.st_nlink.get()
             )?;
         }
-        Op::Mv { from, to } => client.rename(&from, &to).map_err(at(format!("mv {from} {to}")))?,
+        Op::Mv { from, to } => client
+            .rename(&from, &to)
+            .map_err(at(format!("mv {from} {to}")))?,
     }
     Ok(())
 }

@@ -22,7 +22,10 @@ pub struct DemoError {
 type Step<T> = Result<T, DemoError>;
 
 fn fail<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> DemoError {
-    move |e| DemoError { step, why: e.to_string() }
+    move |e| DemoError {
+        step,
+        why: e.to_string(),
+    }
 }
 
 fn check(step: &'static str, ok: bool, why: impl FnOnce() -> String) -> Step<()> {
@@ -59,54 +62,103 @@ fn walk(url: &str, kernel: &ModelKernel) -> Step<usize> {
 
     println!("\n1. Handshake: the client reads the banner and asks for a new kernel process.");
     let c = Client::connect_with(url, opts.clone()).map_err(fail("handshake"))?;
-    let banner = c.banner().map(|b| format!("{}-{}/{}", b.ostype, b.osrelease, b.machine)).unwrap_or_default();
+    let banner = c
+        .banner()
+        .map(|b| format!("{}-{}/{}", b.ostype, b.osrelease, b.machine))
+        .unwrap_or_default();
     let (pid, ppid) = c.getpid().map_err(fail("getpid"))?;
     println!("   banner {banner}; getpid() in the remote kernel says pid {pid}, parent {ppid}.");
-    check("handshake", kernel.comm(pid).as_deref() == Some(&b"sp-demo"[..]), || "kernel process not named".into())?;
+    check(
+        "handshake",
+        kernel.comm(pid).as_deref() == Some(&b"sp-demo"[..]),
+        || "kernel process not named".into(),
+    )?;
 
-    println!("\n2. File I/O: write(2) makes the server COPYIN our bytes, read(2) COPYOUTs them back.");
+    println!(
+        "\n2. File I/O: write(2) makes the server COPYIN our bytes, read(2) COPYOUTs them back."
+    );
     c.mkdir("/demo", 0o755).map_err(fail("mkdir"))?;
-    let fd = c.open("/demo/hello.txt", oflag::O_RDWR | oflag::O_CREAT, 0o644).map_err(fail("open"))?;
+    let fd = c
+        .open("/demo/hello.txt", oflag::O_RDWR | oflag::O_CREAT, 0o644)
+        .map_err(fail("open"))?;
     let text = b"hello from the other side of a socket\n";
     let n = c.write(fd, text).map_err(fail("write"))?;
     c.lseek(fd, 0, misc::SEEK_SET).map_err(fail("lseek"))?;
     let mut back = vec![0u8; 64];
     let m = c.read(fd, &mut back).map_err(fail("read"))?;
-    check("file I/O", &back[..m] == text, || format!("read back {:?}", String::from_utf8_lossy(&back[..m])))?;
+    check("file I/O", &back[..m] == text, || {
+        format!("read back {:?}", String::from_utf8_lossy(&back[..m]))
+    })?;
     let size = c.fstat(fd).map_err(fail("fstat"))?.st_size.get();
-    println!("   wrote {n} bytes to /demo/hello.txt, read {m} back unchanged; fstat says {size} bytes.");
+    println!(
+        "   wrote {n} bytes to /demo/hello.txt, read {m} back unchanged; fstat says {size} bytes."
+    );
 
     println!("\n3. A directory listing: getdents(2) fills our buffer with NetBSD dirent records.");
     for name in ["alpha", "beta", "gamma"] {
-        let f = c.open(format!("/demo/{name}"), oflag::O_WRONLY | oflag::O_CREAT, 0o600).map_err(fail("create"))?;
+        let f = c
+            .open(
+                format!("/demo/{name}"),
+                oflag::O_WRONLY | oflag::O_CREAT,
+                0o600,
+            )
+            .map_err(fail("create"))?;
         c.close(f).map_err(fail("close"))?;
     }
-    let mut names: Vec<String> =
-        c.read_dir("/demo").map_err(fail("getdents"))?.iter().map(|e| String::from_utf8_lossy(&e.name).into_owned()).collect();
+    let mut names: Vec<String> = c
+        .read_dir("/demo")
+        .map_err(fail("getdents"))?
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .collect();
     names.sort();
-    check("listing", names == [".", "..", "alpha", "beta", "gamma", "hello.txt"], || format!("{names:?}"))?;
+    check(
+        "listing",
+        names == [".", "..", "alpha", "beta", "gamma", "hello.txt"],
+        || format!("{names:?}"),
+    )?;
     println!("   /demo holds {}.", names.join(" "));
 
     println!("\n4. A pipe with no reader: write(2) fails with EPIPE and the server RAISEs SIGPIPE in us.");
     let (r, w) = c.pipe().map_err(fail("pipe"))?;
     c.close(r).map_err(fail("close"))?;
     let err = c.write(w, b"anyone?").err();
-    check("sigpipe", err == Some(Errno::EPIPE), || format!("write gave {err:?}"))?;
-    let got = sig_rx.recv_timeout(Duration::from_secs(10)).map_err(fail("sigpipe"))?;
+    check("sigpipe", err == Some(Errno::EPIPE), || {
+        format!("write gave {err:?}")
+    })?;
+    let got = sig_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(fail("sigpipe"))?;
     check("sigpipe", got == sig::SIGPIPE, || format!("signal {got}"))?;
-    println!("   write gave {}, and signal {got} (SIGPIPE) arrived at our handler.", Errno::EPIPE);
+    println!(
+        "   write gave {}, and signal {got} (SIGPIPE) arrived at our handler.",
+        Errno::EPIPE
+    );
 
     println!("\n5. mmap(MAP_ANON): the kernel asks us (ANONMMAP) to map memory on its behalf.");
     let addr = c.mmap_anon(65536).map_err(fail("mmap"))?;
-    let map = c.mapping(addr).ok_or_else(|| DemoError { step: "mmap", why: "no mapping".into() })?;
-    check("mmap", map.len() == 65536 && map.write_at(0, b"mapped"), || "mapping not writable".into())?;
-    println!("   the kernel's mmap returned {addr:#x}: 64 KiB of real memory here, which we can use.");
+    let map = c.mapping(addr).ok_or_else(|| DemoError {
+        step: "mmap",
+        why: "no mapping".into(),
+    })?;
+    check(
+        "mmap",
+        map.len() == 65536 && map.write_at(0, b"mapped"),
+        || "mapping not writable".into(),
+    )?;
+    println!(
+        "   the kernel's mmap returned {addr:#x}: 64 KiB of real memory here, which we can use."
+    );
 
-    println!("\n6. fork: PREFORK copies our kernel process, the host child claims it with a cookie.");
+    println!(
+        "\n6. fork: PREFORK copies our kernel process, the host child claims it with a cookie."
+    );
     let child_pid = fork_step(&c, fd)?;
     println!("   the child was kernel pid {child_pid} (parent {pid}) and read our file through the copied descriptor.");
 
-    println!("\n7. exec: a new program image takes over this connection and keeps the kernel process.");
+    println!(
+        "\n7. exec: a new program image takes over this connection and keeps the kernel process."
+    );
     exec_step(url)?;
 
     c.close(fd).map_err(fail("close"))?;
@@ -139,18 +191,22 @@ fn fork_step(c: &Client, fd: i32) -> Step<i32> {
             let mut status = 0;
             // SAFETY: waitpid with a valid pointer to a local int.
             let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            check("fork", r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, || {
-                format!("child exited with status {status:#x}")
-            })?;
+            check(
+                "fork",
+                r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                || format!("child exited with status {status:#x}"),
+            )?;
             c.close(wp).map_err(fail("close"))?;
             let mut buf = [0u8; 64];
             let n = c.read(rp, &mut buf).map_err(fail("fork pipe read"))?;
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             let parts: Vec<&str> = msg.split(' ').collect();
             let (me, _) = c.getpid().map_err(fail("getpid"))?;
-            check("fork", parts.len() == 3 && parts[1] == me.to_string() && parts[2] == "hello", || {
-                format!("child said {msg:?}")
-            })?;
+            check(
+                "fork",
+                parts.len() == 3 && parts[1] == me.to_string() && parts[2] == "hello",
+                || format!("child said {msg:?}"),
+            )?;
             c.close(rp).map_err(fail("close"))?;
             parts[0].parse().map_err(fail("fork"))
         }
@@ -189,7 +245,9 @@ pub struct DemoExecArgs {
 pub fn run_exec(args: DemoExecArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(after) = args.after {
         let v: Vec<i32> = after.split(',').map(str::parse).collect::<Result<_, _>>()?;
-        let [pid, cloexec, keep] = v[..] else { return Err("bad --after".into()) };
+        let [pid, cloexec, keep] = v[..] else {
+            return Err("bad --after".into());
+        };
         let c = Client::init(Options::new().name("sp-demo-after"))?;
         let (now, _) = c.getpid()?;
         let gone = c.fstat(cloexec).err();
