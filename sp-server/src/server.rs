@@ -774,15 +774,7 @@ impl Ctx {
             // waits for the client.
             let port = ConnPort(conn.clone());
             let res = self.kernel.syscall(proc, sysnum, args, &InlinePort(&port));
-            let (error, retval) = match res {
-                Ok(rv) => (0, rv),
-                Err(e) => (e.0, [0, 0]),
-            };
-            let _ = conn.send(&Message::SyscallResp {
-                reqno,
-                error,
-                retval,
-            });
+            let _ = conn.send(&syscall_answer(reqno, res));
             return;
         }
         conn.procs.lock().inflight += 1;
@@ -793,19 +785,27 @@ impl Ctx {
         let kernel = self.kernel.clone();
         self.shared.pool.execute(move || {
             let port = ConnPort(conn.clone());
-            let (error, retval) = match kernel.syscall(proc, sysnum, &args, &port) {
-                Ok(rv) => (0, rv),
-                Err(e) => (e.0, [0, 0]),
-            };
-            let _ = conn.send(&Message::SyscallResp {
+            let _ = conn.send(&syscall_answer(
                 reqno,
-                error,
-                retval,
-            });
+                kernel.syscall(proc, sysnum, &args, &port),
+            ));
             counter.fetch_sub(1, Ordering::Relaxed);
             conn.procs.lock().inflight -= 1;
             after_drain(&conn, &*kernel);
         });
+    }
+}
+
+/// The SYSCALL response for a kernel's result.
+fn syscall_answer(reqno: u64, res: sp_proto::SysResult) -> Message<'static> {
+    let (error, retval) = match res {
+        Ok(rv) => (0, rv),
+        Err(e) => (e.0, [0, 0]),
+    };
+    Message::SyscallResp {
+        reqno,
+        error,
+        retval,
     }
 }
 

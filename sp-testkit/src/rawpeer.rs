@@ -34,27 +34,15 @@ impl RawPeer {
 
     /// Connects to an endpoint without reading anything.
     pub fn connect_endpoint(ep: &Endpoint) -> io::Result<RawPeer> {
-        let stream = sp_transport::connect(ep)?;
-        if let Stream::Unix(s) = &stream {
-            s.set_read_timeout(Some(PEER_TIMEOUT))?;
-        }
-        if let Stream::Tcp(s) = &stream {
-            s.set_read_timeout(Some(PEER_TIMEOUT))?;
-        }
-        Ok(RawPeer {
-            stream,
-            buf: Vec::new(),
-        })
+        RawPeer::from_stream(sp_transport::connect(ep)?)
     }
 
     /// Wraps an already connected stream (e.g. one end of a socket pair
     /// whose other end was handed to [`sp_server::ServerHandle::adopt`]).
     pub fn from_stream(stream: Stream) -> io::Result<RawPeer> {
-        if let Stream::Unix(s) = &stream {
-            s.set_read_timeout(Some(PEER_TIMEOUT))?;
-        }
-        if let Stream::Tcp(s) = &stream {
-            s.set_read_timeout(Some(PEER_TIMEOUT))?;
+        match &stream {
+            Stream::Unix(s) => s.set_read_timeout(Some(PEER_TIMEOUT))?,
+            Stream::Tcp(s) => s.set_read_timeout(Some(PEER_TIMEOUT))?,
         }
         Ok(RawPeer {
             stream,
