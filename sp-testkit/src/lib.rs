@@ -15,9 +15,11 @@
 
 pub mod bench;
 pub mod cmd;
+pub mod fuzz;
 pub mod harness;
 pub mod memport;
 pub mod model;
+pub mod peers;
 pub mod rawpeer;
 pub mod stub;
 pub mod vectors;
