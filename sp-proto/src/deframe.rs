@@ -134,16 +134,18 @@ impl Deframer {
     }
 
     /// Space to read new bytes into; call [`Deframer::commit`] with how many
-    /// were written. The window is at least large enough for the rest of the
-    /// frame in progress (bounded by the limit).
+    /// were written. While a frame is arriving the buffer grows with the
+    /// bytes actually received (doubling, up to the frame's length), never
+    /// to the announced length at once: a peer that announces a large frame
+    /// and sends one byte pins no more memory than it sent.
     pub fn read_buf(&mut self) -> &mut [u8] {
         self.release_yielded();
+        let have = self.end - self.start;
         let want = match self.pending_len() {
-            // More than one whole frame may be buffered already (several
-            // pushes before the frames are taken): then nothing is missing.
-            Some(len) => len.saturating_sub(self.end - self.start).max(MIN_READ),
+            Some(len) => len.saturating_sub(have).min(MIN_READ.max(have)),
             None => MIN_READ,
-        };
+        }
+        .max(1);
         if self.buf.len() - self.end < want {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -200,6 +202,40 @@ impl Deframer {
     /// Header of the frame now being received, once its 24 bytes are in.
     pub fn peek_header(&self) -> Option<Header> {
         Header::read(&self.buf[self.start + self.yielded..self.end])
+    }
+
+    /// Length of the frame now being received, once its header is in and
+    /// its length is within the limit.
+    pub fn pending_frame_len(&self) -> Option<usize> {
+        let h = Header::read(&self.buf[self.start + self.yielded..self.end])?;
+        Frame::check_len(h.len(), self.max).ok()
+    }
+
+    /// Takes the buffer's memory out if nothing is buffered, so a caller
+    /// can reuse it for another decoder; `None` if bytes are buffered.
+    pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        self.release_yielded();
+        if self.start != self.end {
+            return None;
+        }
+        self.start = 0;
+        self.end = 0;
+        Some(std::mem::take(&mut self.buf))
+    }
+
+    /// Moves what is buffered into `buf` and keeps `buf` as the buffer if
+    /// it is larger than the current one; returns whichever buffer is not
+    /// kept. Saves growing a buffer (and zero-filling it) for a large frame.
+    pub fn adopt_buffer(&mut self, mut buf: Vec<u8>) -> Vec<u8> {
+        self.release_yielded();
+        let have = self.end - self.start;
+        if buf.len() <= self.buf.len() || buf.len() < have {
+            return buf;
+        }
+        buf[..have].copy_from_slice(&self.buf[self.start..self.end]);
+        self.start = 0;
+        self.end = have;
+        std::mem::replace(&mut self.buf, buf)
     }
 
     /// Frees the buffer's memory if nothing is buffered (for idle connections).

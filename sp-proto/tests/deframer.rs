@@ -131,7 +131,7 @@ fn read_buf_and_commit_without_a_copy() {
 }
 
 #[test]
-fn read_buf_fits_the_rest_of_a_large_frame() {
+fn read_buf_grows_with_the_bytes_received_not_the_announced_length() {
     let data = vec![7u8; 100_000];
     let f = Message::CopyinResp {
         reqno: 1,
@@ -140,15 +140,25 @@ fn read_buf_fits_the_rest_of_a_large_frame() {
     .to_vec();
     let mut d = Deframer::new(DEFAULT_MAX_FRAME);
     d.push(&f[..HEADER_LEN]);
-    let win = d.read_buf();
+    // A header alone must not make the decoder commit the whole frame: a
+    // peer announcing 64 MiB and sending a byte would pin 64 MiB.
     assert!(
-        win.len() >= data.len(),
-        "window of {} for {} bytes",
-        win.len(),
-        data.len()
+        d.read_buf().len() <= 64 * 1024,
+        "first window {}",
+        d.read_buf().len()
     );
-    win[..data.len()].copy_from_slice(&data);
-    d.commit(data.len());
+    let mut rest = &f[HEADER_LEN..];
+    let mut reads = 0;
+    while !rest.is_empty() {
+        let win = d.read_buf();
+        let n = win.len().min(rest.len());
+        win[..n].copy_from_slice(&rest[..n]);
+        d.commit(n);
+        rest = &rest[n..];
+        reads += 1;
+    }
+    // The window doubles with what has arrived: a handful of reads.
+    assert!(reads <= 6, "{reads} reads for 100,000 bytes");
     let frame = d.next_frame().unwrap().unwrap();
     assert_eq!(
         frame.message(),

@@ -181,7 +181,7 @@ fn clients_that_never_read_are_dropped_at_the_queue_bound_and_memory_stays_bound
 /// sent 25 bytes pins 64 MiB of the server's memory: a few hundred such
 /// connections exhaust the host.
 #[test]
-#[ignore = "BUG: a header and one body byte make the server commit max_frame (64 MiB) per connection (sp-proto deframe.rs Deframer::read_buf, via server.rs read_conn)"]
+
 fn a_header_and_a_byte_do_not_make_the_server_allocate_the_frame() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let kernel = Arc::new(ModelKernel::new());
