@@ -57,6 +57,8 @@ pub(crate) struct ProcState {
 /// The shared half of a connection.
 pub(crate) struct Conn {
     pub(crate) token: Token,
+    /// Unique for the server's lifetime (tokens and addresses are reused).
+    pub(crate) id: u64,
     pub(crate) stream: Stream,
     registry: Arc<Registry>,
     send: Mutex<SendState>,
@@ -76,8 +78,10 @@ impl Conn {
         registry: Arc<Registry>,
         send_limit: usize,
     ) -> Conn {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Conn {
             token,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stream,
             registry,
             send: Mutex::new(SendState::default()),

@@ -23,6 +23,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Size of the loop's scratch read buffer.
 const SCRATCH: usize = 64 * 1024;
+/// Largest buffer kept as the spare.
+const SPARE_MAX: u64 = 16 << 20;
 /// Bytes read from one connection per loop turn before others get a go.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -155,6 +157,10 @@ pub struct Server {
     ready: Vec<usize>,
     /// Where small frames are read, for every connection in turn.
     scratch: Box<[u8]>,
+    /// One large buffer kept from the last large frame, lent to the next
+    /// connection that receives one, so large frames do not each grow and
+    /// zero-fill a new buffer.
+    spare: Vec<u8>,
 }
 
 impl Server {
@@ -215,6 +221,7 @@ impl Server {
             },
             ready: Vec::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            spare: Vec::new(),
         })
     }
 
@@ -407,6 +414,15 @@ impl Server {
                 return;
             };
             let direct = lc.deframer.is_mid_frame();
+            if direct && !self.spare.is_empty() {
+                if lc
+                    .deframer
+                    .pending_frame_len()
+                    .is_some_and(|len| len > SCRATCH)
+                {
+                    self.spare = lc.deframer.adopt_buffer(std::mem::take(&mut self.spare));
+                }
+            }
             let buf: &mut [u8] = if direct {
                 lc.deframer.read_buf()
             } else {
@@ -418,7 +434,7 @@ impl Server {
                 Ok(0) => return self.teardown(t, "closed by the client", false),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    lc.deframer.shrink();
+                    keep_spare(&mut self.spare, &mut lc.deframer);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -434,7 +450,7 @@ impl Server {
                 return self.teardown(t, &why, true);
             }
             if n < offered && short_read_ends {
-                lc.deframer.shrink();
+                keep_spare(&mut self.spare, &mut lc.deframer);
                 return;
             }
             budget = budget.saturating_sub(n);
@@ -651,6 +667,9 @@ impl Ctx {
                         p
                     }
                     Err(e) => {
+                        // Taken out of the registry, so no time-to-live
+                        // would ever reach it: release it here.
+                        self.kernel.release(prefork);
                         let why = format!("kernel could not attach the prefork: {e}");
                         return self.error_close(conn, reqno, ErrorCode::RFORK_FAILED, &why);
                     }
@@ -717,6 +736,11 @@ impl Ctx {
                 after_drain(conn, &*self.kernel);
                 Next::Continue
             }
+            MsgType::PREFORK if !body.is_empty() => {
+                // PREFORK has no body; the reference never looks, we refuse.
+                self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+                Next::Continue
+            }
             MsgType::PREFORK => {
                 if in_exec {
                     return self.error_close(conn, reqno, ErrorCode::INEXEC, "prefork during exec");
@@ -733,7 +757,9 @@ impl Ctx {
     }
 
     fn prefork(&mut self, conn: &Arc<Conn>, proc: crate::ProcId, reqno: u64) {
-        let owner = conn.token.0 as u64 | (Arc::as_ptr(conn) as u64) << 20;
+        // Keyed by an id never reused: a new connection on the same slab
+        // slot must not inherit a departed client's preforks.
+        let owner = conn.id;
         if !self.preforks.has_room(owner) {
             tracing::warn!(
                 "{}: prefork refused, {} unclaimed already",
@@ -793,6 +819,17 @@ impl Ctx {
             conn.procs.lock().inflight -= 1;
             after_drain(&conn, &*kernel);
         });
+    }
+}
+
+/// Frees a drained connection's buffer, keeping it as the loop's spare if
+/// it is the largest seen (up to [`SPARE_MAX`]): an idle connection holds
+/// no buffer, and the next large frame reuses this one.
+fn keep_spare(spare: &mut Vec<u8>, deframer: &mut Deframer) {
+    if let Some(buf) = deframer.take_buffer() {
+        if buf.len() > spare.len() && buf.len() as u64 <= SPARE_MAX {
+            *spare = buf;
+        }
     }
 }
 

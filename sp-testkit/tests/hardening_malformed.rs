@@ -252,7 +252,7 @@ fn copyinstr_answers_are_checked_against_the_request() {
 /// is empty; our codec refuses a PREFORK with a body (`exact::<0>`), but the
 /// server never decodes it and makes a prefork anyway.
 #[test]
-#[ignore = "BUG: the server accepts a PREFORK with a body (server.rs Ctx::request, MsgType::PREFORK arm, never checks body.len())"]
+
 fn a_prefork_with_a_body_is_refused() {
     let (s, kernel) = start(Transport::Unix, MAX_FRAME);
     let mut p = RawPeer::guest(&s.url(), "pf").unwrap();

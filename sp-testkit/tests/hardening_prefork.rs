@@ -187,7 +187,7 @@ fn wrong_cookies_never_claim_and_never_burn_a_prefork() {
 /// allocation, and so inherits the departed parent's unclaimed preforks
 /// against its cap.
 #[test]
-#[ignore = "BUG: prefork cap is keyed by slab token + Conn address, which a new connection reuses (server.rs Ctx::prefork `owner`)"]
+
 fn a_new_connection_does_not_inherit_a_departed_ones_prefork_allowance() {
     let cap = 2;
     let (s, kernel) = start(cap, Duration::from_secs(60));
@@ -254,7 +254,7 @@ impl Kernel for RefusesAttach {
 /// RFORK_FAILED and closes, but the prefork, already taken out of the
 /// registry, is never released: no time-to-live reaches it any more.
 #[test]
-#[ignore = "BUG: a prefork the kernel fails to attach is never released (server.rs Ctx::first_request, Handshake::Fork arm, attach_prefork Err)"]
+
 fn a_prefork_the_kernel_cannot_attach_is_released() {
     let model = Arc::new(ModelKernel::new());
     let kernel = Arc::new(RefusesAttach {
