@@ -166,19 +166,16 @@ impl Read for &Stream {
     }
 }
 
+/// Writes go through `send(2)` with `MSG_NOSIGNAL`: a peer that has gone
+/// away is an `EPIPE` error, never a SIGPIPE that kills a host process
+/// which does not ignore the signal (a C program embedding us, a fuzzer).
 impl Write for &Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => (&*s).write(buf),
-            Stream::Tcp(s) => (&*s).write(buf),
-        }
+        socket2::SockRef::from(*self).send_with_flags(buf, libc::MSG_NOSIGNAL)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => (&*s).write_vectored(bufs),
-            Stream::Tcp(s) => (&*s).write_vectored(bufs),
-        }
+        socket2::SockRef::from(*self).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
     }
 
     fn flush(&mut self) -> io::Result<()> {

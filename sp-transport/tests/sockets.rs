@@ -243,3 +243,41 @@ fn from_owned_fd_detects_family() {
     let file = tempfile::tempfile().unwrap();
     assert!(Stream::from_owned_fd(OwnedFd::from(file)).is_err());
 }
+
+/// A write to a peer that has gone is an EPIPE error, not a SIGPIPE: run
+/// in a child copy of this test binary with SIGPIPE at its default action
+/// (which kills), so a signal would show as the child's death.
+#[test]
+fn writing_to_a_departed_peer_is_epipe_not_sigpipe() {
+    if std::env::var_os("SP_SIGPIPE_CHILD").is_some() {
+        // SAFETY: restores the default disposition of SIGPIPE in this
+        // single-purpose child process; no handler code is installed.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let s = Stream::Unix(a);
+        let err = (&s).write(b"anyone?").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+        let err = (&s).write_vectored(&[io::IoSlice::new(b"x")]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "writing_to_a_departed_peer_is_epipe_not_sigpipe",
+            "--nocapture",
+        ])
+        .env("SP_SIGPIPE_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
