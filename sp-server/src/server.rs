@@ -414,14 +414,12 @@ impl Server {
                 return;
             };
             let direct = lc.deframer.is_mid_frame();
-            if direct && !self.spare.is_empty() {
-                if lc
-                    .deframer
-                    .pending_frame_len()
-                    .is_some_and(|len| len > SCRATCH)
-                {
-                    self.spare = lc.deframer.adopt_buffer(std::mem::take(&mut self.spare));
-                }
+            let large = lc
+                .deframer
+                .pending_frame_len()
+                .is_some_and(|len| len > SCRATCH);
+            if direct && large && !self.spare.is_empty() {
+                self.spare = lc.deframer.adopt_buffer(std::mem::take(&mut self.spare));
             }
             let buf: &mut [u8] = if direct {
                 lc.deframer.read_buf()
