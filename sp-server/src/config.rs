@@ -78,6 +78,10 @@ pub struct Config {
     pub prefork_cap: usize,
     /// How long an unclaimed prefork lives.
     pub prefork_ttl: Duration,
+    /// How long a new connection may take to complete its handshake before
+    /// it is closed (`None`: forever). Bounds what slow or silent peers
+    /// hold of the client limit.
+    pub handshake_timeout: Option<Duration>,
     /// Idle worker threads kept; more exit.
     pub max_idle_workers: usize,
     /// How long an idle worker waits for work before exiting.
@@ -110,6 +114,7 @@ impl Default for Config {
             send_queue_bytes: 64 << 20,
             prefork_cap: 16,
             prefork_ttl: Duration::from_secs(120),
+            handshake_timeout: Some(Duration::from_secs(30)),
             max_idle_workers: 16,
             idle_linger: Duration::from_secs(30),
             unix_mode: 0o600,

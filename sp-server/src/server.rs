@@ -157,6 +157,9 @@ pub struct Server {
     ready: Vec<usize>,
     /// Where small frames are read, for every connection in turn.
     scratch: Box<[u8]>,
+    /// Connections waiting for their handshake, in accept order (so in
+    /// deadline order): (deadline, slab key, connection id).
+    pending: std::collections::VecDeque<(Instant, usize, u64)>,
     /// One large buffer kept from the last large frame, lent to the next
     /// connection that receives one, so large frames do not each grow and
     /// zero-fill a new buffer.
@@ -222,6 +225,7 @@ impl Server {
             ready: Vec::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             spare: Vec::new(),
+            pending: std::collections::VecDeque::new(),
         })
     }
 
@@ -258,10 +262,12 @@ impl Server {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.ctx
-                    .preforks
-                    .next_expiry()
-                    .map(|t| t.saturating_duration_since(Instant::now()))
+                let handshake = self.pending.front().map(|p| p.0);
+                let next = match (self.ctx.preforks.next_expiry(), handshake) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                next.map(|t| t.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -295,6 +301,7 @@ impl Server {
                 self.read_conn(t, false);
             }
             self.expire_preforks();
+            self.expire_handshakes();
         }
         self.shutdown_all();
         Ok(())
@@ -309,6 +316,24 @@ impl Server {
             .shared
             .preforks
             .store(self.ctx.preforks.len(), Ordering::Relaxed);
+    }
+
+    /// Closes connections that did not complete their handshake in time.
+    fn expire_handshakes(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, t, id)) = self.pending.front() {
+            if deadline > now {
+                return;
+            }
+            self.pending.pop_front();
+            let late = self
+                .conns
+                .get(t)
+                .is_some_and(|lc| lc.conn.id == id && lc.phase == Phase::New);
+            if late {
+                self.teardown(t, "no handshake within the handshake timeout", true);
+            }
+        }
     }
 
     fn accept_all(&mut self) {
@@ -385,6 +410,10 @@ impl Server {
             return;
         }
         tracing::debug!("accepted client from {}", conn.stream.peer_label());
+        if let Some(limit) = cfg.handshake_timeout {
+            self.pending
+                .push_back((Instant::now() + limit, token.0, conn.id));
+        }
         entry.insert(LoopConn {
             conn,
             deframer: Deframer::new(cfg.max_frame),

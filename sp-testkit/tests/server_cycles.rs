@@ -722,3 +722,27 @@ fn an_inline_call_that_waits_for_the_client_fails_instead_of_stalling() {
         })
     );
 }
+
+#[test]
+fn a_connection_without_a_handshake_is_closed_at_the_timeout() {
+    let cfg = Config {
+        handshake_timeout: Some(Duration::from_millis(200)),
+        ..Config::default()
+    };
+    let s = server_with(Transport::Unix, cfg);
+    // Silent after the banner, and a slow one that sends half a handshake.
+    let (mut silent, _) = RawPeer::connect_banner(&s.url()).unwrap();
+    let (mut slow, _) = RawPeer::connect_banner(&s.url()).unwrap();
+    let hs = Message::Handshake {
+        reqno: 1,
+        hs: Handshake::Guest { comm: b"slow\0" },
+    }
+    .to_vec();
+    slow.send(&hs[..10]).unwrap();
+    // A client that completes its handshake in time is not affected.
+    let mut good = RawPeer::guest(&s.url(), "good").unwrap();
+    assert_eq!(silent.recv().unwrap(), Recv::Closed);
+    assert_eq!(slow.recv().unwrap(), Recv::Closed);
+    assert_eq!(s.server.stats().dropped, 2);
+    assert_eq!(good.syscall(2, 20, &[]).unwrap().0, 0);
+}

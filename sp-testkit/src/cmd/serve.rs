@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Seconds an unclaimed prefork lives.
     #[arg(long, default_value_t = 120)]
     pub prefork_ttl: u64,
+    /// Seconds a new connection may take to complete its handshake (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    pub handshake_timeout: u64,
     /// Idle worker threads kept (blocked calls always get a thread of their own).
     #[arg(long, default_value_t = 16)]
     pub max_idle_workers: usize,
@@ -57,6 +60,8 @@ impl ServeArgs {
             send_queue_bytes: self.send_queue_bytes,
             prefork_cap: self.prefork_cap,
             prefork_ttl: Duration::from_secs(self.prefork_ttl),
+            handshake_timeout: (self.handshake_timeout > 0)
+                .then(|| Duration::from_secs(self.handshake_timeout)),
             max_idle_workers: self.max_idle_workers,
             idle_linger: Duration::from_secs(self.idle_linger),
             unix_mode: self.unix_mode,
