@@ -82,6 +82,10 @@ pub struct Config {
     /// it is closed (`None`: forever). Bounds what slow or silent peers
     /// hold of the client limit.
     pub handshake_timeout: Option<Duration>,
+    /// System calls one connection may have in flight on workers (each
+    /// holds a thread while it blocks or waits for the client); one more
+    /// is answered ERROR TRYAGAIN (EAGAIN).
+    pub max_inflight_per_client: usize,
     /// Idle worker threads kept; more exit.
     pub max_idle_workers: usize,
     /// How long an idle worker waits for work before exiting.
@@ -115,6 +119,7 @@ impl Default for Config {
             prefork_cap: 16,
             prefork_ttl: Duration::from_secs(120),
             handshake_timeout: Some(Duration::from_secs(30)),
+            max_inflight_per_client: 4096,
             max_idle_workers: 16,
             idle_linger: Duration::from_secs(30),
             unix_mode: 0o600,

@@ -830,7 +830,19 @@ impl Ctx {
             let _ = conn.send(&syscall_answer(reqno, res));
             return;
         }
-        conn.procs.lock().inflight += 1;
+        {
+            let mut ps = conn.procs.lock();
+            if ps.inflight >= self.config.max_inflight_per_client {
+                drop(ps);
+                tracing::warn!(
+                    "{}: {} calls in flight already; answering TRYAGAIN",
+                    conn.describe(),
+                    self.config.max_inflight_per_client
+                );
+                return self.error(conn, reqno, ErrorCode::TRYAGAIN);
+            }
+            ps.inflight += 1;
+        }
         let counter = self.shared.syscalls.clone();
         counter.fetch_add(1, Ordering::Relaxed);
         let args = args.to_vec();

@@ -746,3 +746,58 @@ fn a_connection_without_a_handshake_is_closed_at_the_timeout() {
     assert_eq!(s.server.stats().dropped, 2);
     assert_eq!(good.syscall(2, 20, &[]).unwrap().0, 0);
 }
+
+#[test]
+fn calls_in_flight_per_client_are_capped() {
+    let cfg = Config {
+        max_inflight_per_client: 2,
+        ..Config::default()
+    };
+    let s = server_with(Transport::Unix, cfg);
+    let mut p = RawPeer::guest(&s.url(), "greedy").unwrap();
+    // Two writes wait for COPYIN answers we hold back: each holds a thread.
+    p.syscall_async(2, 4, &args(&[1, 0x1000, 1]));
+    let r1 = p.recv_msg().unwrap().header().reqno();
+    p.syscall_async(3, 4, &args(&[1, 0x1000, 1]));
+    let r2 = p.recv_msg().unwrap().header().reqno();
+    // A third is refused without taking a thread.
+    p.syscall_async(4, 4, &args(&[1, 0x1000, 1]));
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::Error {
+            reqno: 4,
+            code: ErrorCode::TRYAGAIN
+        })
+    );
+    // Answering one frees its slot.
+    p.send_msg(&Message::CopyinResp {
+        reqno: r1,
+        data: b"a",
+    })
+    .unwrap();
+    assert_eq!(
+        p.recv_msg().unwrap().message(),
+        Some(Message::SyscallResp {
+            reqno: 2,
+            error: 0,
+            retval: [1, 0]
+        })
+    );
+    p.syscall_async(5, 4, &args(&[1, 0x1000, 1]));
+    let r3 = p.recv_msg().unwrap().header().reqno();
+    for (r, want) in [(r2, 3), (r3, 5)] {
+        p.send_msg(&Message::CopyinResp {
+            reqno: r,
+            data: b"b",
+        })
+        .unwrap();
+        assert_eq!(
+            p.recv_msg().unwrap().message(),
+            Some(Message::SyscallResp {
+                reqno: want,
+                error: 0,
+                retval: [1, 0]
+            })
+        );
+    }
+}

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Seconds a new connection may take to complete its handshake (0: no limit).
     #[arg(long, default_value_t = 30)]
     pub handshake_timeout: u64,
+    /// System calls one client may have in flight (each holds a thread while it waits).
+    #[arg(long, default_value_t = 4096)]
+    pub max_inflight_per_client: usize,
     /// Idle worker threads kept (blocked calls always get a thread of their own).
     #[arg(long, default_value_t = 16)]
     pub max_idle_workers: usize,
@@ -62,6 +65,7 @@ impl ServeArgs {
             prefork_ttl: Duration::from_secs(self.prefork_ttl),
             handshake_timeout: (self.handshake_timeout > 0)
                 .then(|| Duration::from_secs(self.handshake_timeout)),
+            max_inflight_per_client: self.max_inflight_per_client,
             max_idle_workers: self.max_idle_workers,
             idle_linger: Duration::from_secs(self.idle_linger),
             unix_mode: self.unix_mode,
