@@ -76,6 +76,9 @@ pub struct Config {
     pub send_queue_bytes: usize,
     /// Unclaimed preforks one client may hold.
     pub prefork_cap: usize,
+    /// Unclaimed preforks on the whole server (a client that reconnects
+    /// gets a fresh per-client allowance; this bounds them all).
+    pub prefork_total_cap: usize,
     /// How long an unclaimed prefork lives.
     pub prefork_ttl: Duration,
     /// How long a new connection may take to complete its handshake before
@@ -117,6 +120,7 @@ impl Default for Config {
             max_clients: 10_000,
             send_queue_bytes: 64 << 20,
             prefork_cap: 16,
+            prefork_total_cap: 4096,
             prefork_ttl: Duration::from_secs(120),
             handshake_timeout: Some(Duration::from_secs(30)),
             max_inflight_per_client: 4096,

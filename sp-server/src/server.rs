@@ -795,6 +795,14 @@ impl Ctx {
             );
             return self.error(conn, reqno, ErrorCode::TRYAGAIN);
         }
+        if self.preforks.len() >= self.config.prefork_total_cap {
+            tracing::warn!(
+                "{}: prefork refused, {} unclaimed on the server",
+                conn.describe(),
+                self.config.prefork_total_cap
+            );
+            return self.error(conn, reqno, ErrorCode::TRYAGAIN);
+        }
         let child = match self.kernel.prefork(proc) {
             Ok(c) => c,
             Err(e) => {

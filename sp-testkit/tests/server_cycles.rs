@@ -801,3 +801,32 @@ fn calls_in_flight_per_client_are_capped() {
         );
     }
 }
+
+#[test]
+fn preforks_are_capped_across_clients_too() {
+    let cfg = Config {
+        prefork_cap: 16,
+        prefork_total_cap: 2,
+        ..Config::default()
+    };
+    let s = server_with(Transport::Unix, cfg);
+    let mut a = RawPeer::guest(&s.url(), "a").unwrap();
+    for r in [2, 3] {
+        a.send_msg(&Message::Prefork { reqno: r }).unwrap();
+        assert!(matches!(
+            a.recv_msg().unwrap().message(),
+            Some(Message::PreforkResp { .. })
+        ));
+    }
+    // A reconnecting (or another) client gets no fresh allowance past the total.
+    let mut b = RawPeer::guest(&s.url(), "b").unwrap();
+    b.send_msg(&Message::Prefork { reqno: 2 }).unwrap();
+    assert_eq!(
+        b.recv_msg().unwrap().message(),
+        Some(Message::Error {
+            reqno: 2,
+            code: ErrorCode::TRYAGAIN
+        })
+    );
+    assert_eq!(s.server.stats().preforks, 2);
+}

@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Unclaimed preforks one client may hold.
     #[arg(long, default_value_t = 16)]
     pub prefork_cap: usize,
+    /// Unclaimed preforks on the whole server.
+    #[arg(long, default_value_t = 4096)]
+    pub prefork_total_cap: usize,
     /// Seconds an unclaimed prefork lives.
     #[arg(long, default_value_t = 120)]
     pub prefork_ttl: u64,
@@ -62,6 +65,7 @@ impl ServeArgs {
             max_clients: self.max_clients,
             send_queue_bytes: self.send_queue_bytes,
             prefork_cap: self.prefork_cap,
+            prefork_total_cap: self.prefork_total_cap,
             prefork_ttl: Duration::from_secs(self.prefork_ttl),
             handshake_timeout: (self.handshake_timeout > 0)
                 .then(|| Duration::from_secs(self.handshake_timeout)),
