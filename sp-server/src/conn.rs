@@ -12,7 +12,7 @@ use sp_transport::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What a waiting kernel thread expects as the answer.
@@ -66,6 +66,8 @@ pub(crate) struct Conn {
     waiters: Mutex<HashMap<u64, Waiter>>,
     next_reqno: AtomicU64,
     pub(crate) dead: AtomicBool,
+    /// Calls holding a worker (for the per-client cap).
+    pub(crate) busy: AtomicUsize,
     pub(crate) procs: Mutex<ProcState>,
     /// Process name and pid for log lines, set at handshake.
     pub(crate) ident: Mutex<(i32, String)>,
@@ -89,6 +91,7 @@ impl Conn {
             waiters: Mutex::new(HashMap::new()),
             next_reqno: AtomicU64::new(0),
             dead: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
             procs: Mutex::new(ProcState::default()),
             ident: Mutex::new((0, String::new())),
         }

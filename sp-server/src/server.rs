@@ -838,19 +838,18 @@ impl Ctx {
             let _ = conn.send(&syscall_answer(reqno, res));
             return;
         }
-        {
-            let mut ps = conn.procs.lock();
-            if ps.inflight >= self.config.max_inflight_per_client {
-                drop(ps);
-                tracing::warn!(
-                    "{}: {} calls in flight already; answering TRYAGAIN",
-                    conn.describe(),
-                    self.config.max_inflight_per_client
-                );
-                return self.error(conn, reqno, ErrorCode::TRYAGAIN);
-            }
-            ps.inflight += 1;
+        // The slot is given back before the answer is sent, so a client
+        // that has its answer may rely on the slot being free.
+        if conn.busy.fetch_add(1, Ordering::AcqRel) >= self.config.max_inflight_per_client {
+            conn.busy.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                "{}: {} calls in flight already; answering TRYAGAIN",
+                conn.describe(),
+                self.config.max_inflight_per_client
+            );
+            return self.error(conn, reqno, ErrorCode::TRYAGAIN);
         }
+        conn.procs.lock().inflight += 1;
         let counter = self.shared.syscalls.clone();
         counter.fetch_add(1, Ordering::Relaxed);
         let args = args.to_vec();
@@ -858,10 +857,9 @@ impl Ctx {
         let kernel = self.kernel.clone();
         self.shared.pool.execute(move || {
             let port = ConnPort(conn.clone());
-            let _ = conn.send(&syscall_answer(
-                reqno,
-                kernel.syscall(proc, sysnum, &args, &port),
-            ));
+            let res = kernel.syscall(proc, sysnum, &args, &port);
+            conn.busy.fetch_sub(1, Ordering::AcqRel);
+            let _ = conn.send(&syscall_answer(reqno, res));
             counter.fetch_sub(1, Ordering::Relaxed);
             conn.procs.lock().inflight -= 1;
             after_drain(&conn, &*kernel);
