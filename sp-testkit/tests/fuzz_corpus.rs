@@ -7,7 +7,7 @@
 
 use sp_testkit::fuzz::{
     client_bytes_seeds, fuzz_client_bytes, fuzz_server_session, server_session_seeds,
-    session_kernel, session_stats, SESSION_PREFORK_TTL,
+    session_kernel, session_probe, session_stats, SESSION_PREFORK_TTL,
 };
 use sp_testkit::peers::wait_for;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,7 @@ fn server_session_corpus_runs_clean_and_the_kernel_drains() {
     for (name, data) in &files {
         eprintln!("server_session seed {name} ({} bytes)", data.len());
         fuzz_server_session(data);
+        session_probe();
     }
     // Every session ended: its process is released once its calls return,
     // and unclaimed preforks expire after their short time-to-live.
