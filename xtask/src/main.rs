@@ -162,8 +162,11 @@ fn fuzz(secs: u64) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
         let seeds = root.join("fuzz/corpus").join(&target);
         let mut cmd = cargo();
+        // No sanitizer: the targets are safe Rust, where AddressSanitizer
+        // finds little, and it made the server-session target 20x slower
+        // (about 400 against 8,000 inputs/s here).
         cmd.env("RUSTC_BOOTSTRAP", "1")
-            .args(["fuzz", "run", &target])
+            .args(["fuzz", "run", "--sanitizer", "none", &target])
             .arg(&work);
         if seeds.is_dir() {
             cmd.arg(&seeds);
