@@ -647,12 +647,9 @@ impl Ctx {
         }
         let hs = match Message::decode(h, body) {
             Ok(Message::Handshake { hs, .. }) => hs,
-            Ok(_) => unreachable!("a REQ HANDSHAKE decodes to a handshake"),
-            Err(e @ (BodyError::EmptyComm(_) | BodyError::BadSize { .. })) => {
-                return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string());
-            }
-            Err(e) => {
-                return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &e.to_string())
+            other => {
+                let why = malformed(&other);
+                return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &why);
             }
         };
         let port: Port = Arc::new(ConnPort(conn.clone()));
@@ -719,10 +716,12 @@ impl Ctx {
         let reqno = h.reqno();
         let (proc, in_exec) = {
             let ps = conn.procs.lock();
-            (
-                ps.proc.expect("a running connection has a process"),
-                ps.exec.is_some(),
-            )
+            (ps.proc, ps.exec.is_some())
+        };
+        let Some(proc) = proc else {
+            // Running implies a process; should that ever not hold, the
+            // connection ends rather than the server.
+            return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, "no process");
         };
         match h.typ() {
             MsgType::SYSCALL => {
@@ -739,14 +738,9 @@ impl Ctx {
                         let why = format!("{} handshake on a running connection", hs.kind());
                         return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &why);
                     }
-                    Ok(_) => unreachable!("a REQ HANDSHAKE decodes to a handshake"),
-                    Err(e) => {
-                        return self.error_close(
-                            conn,
-                            reqno,
-                            ErrorCode::MALFORMED_REQUEST,
-                            &e.to_string(),
-                        )
+                    other => {
+                        let why = malformed(&other);
+                        return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &why);
                     }
                 };
                 if in_exec {
@@ -864,6 +858,14 @@ impl Ctx {
             conn.procs.lock().inflight -= 1;
             after_drain(&conn, &*kernel);
         });
+    }
+}
+
+/// Why a frame that should have been a handshake request is malformed.
+fn malformed(decoded: &Result<Message<'_>, BodyError>) -> String {
+    match decoded {
+        Err(e) => e.to_string(),
+        Ok(m) => format!("not a handshake request: {m:?}"),
     }
 }
 
