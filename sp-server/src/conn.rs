@@ -148,7 +148,11 @@ impl Conn {
         let total = head.len() + payload.len();
         if st.queue.is_empty() {
             while written < total {
-                let res = if written < head.len() {
+                let res = if written < head.len() && payload.is_empty() {
+                    // A plain send(2) is cheaper than sendmsg(2) for the
+                    // common bodiless frame (a syscall answer).
+                    (&self.stream).write(&head[written..])
+                } else if written < head.len() {
                     let bufs = [IoSlice::new(&head[written..]), IoSlice::new(payload)];
                     (&self.stream).write_vectored(&bufs)
                 } else {
