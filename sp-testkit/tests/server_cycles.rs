@@ -6,6 +6,7 @@
 use sp_proto::{ErrorCode, Handshake, Message};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
+use sp_testkit::peers::expect_frame;
 use sp_testkit::rawpeer::{args, RawPeer, Recv};
 use sp_testkit::stub::StubKernel;
 use std::sync::Arc;
@@ -62,14 +63,15 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
             data: b"hello",
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 2,
                 error: 0,
-                retval: [5, 0]
-            })
-        );
+                retval: [5, 0],
+            },
+        )
+        .unwrap();
         // read: a COPYOUT carries the bytes, then the answer.
         p.send_msg(&Message::Syscall {
             reqno: 3,
@@ -87,14 +89,15 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
                 data: &[0, 1, 2, 3]
             })
         );
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 3,
                 error: 0,
-                retval: [4, 0]
-            })
-        );
+                retval: [4, 0],
+            },
+        )
+        .unwrap();
         // open: COPYINSTR of at most 1024 bytes.
         p.send_msg(&Message::Syscall {
             reqno: 4,
@@ -117,14 +120,15 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
             data: b"/ok\0",
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 4,
                 error: 0,
-                retval: [3, 0]
-            })
-        );
+                retval: [3, 0],
+            },
+        )
+        .unwrap();
         // anonmmap: the client's address comes back as the result.
         p.send_msg(&Message::Syscall {
             reqno: 5,
@@ -164,14 +168,15 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.recv_msg().unwrap();
         p.send_msg(&Message::AnonmmapResp { reqno: 4, addr: 0 })
             .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 6,
                 error: 12,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
         // raise: a RAISE request with reqno 0, no answer expected.
         p.send_msg(&Message::Syscall {
             reqno: 7,
@@ -179,21 +184,23 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
             args: &args(&[30]),
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::Raise {
+        expect_frame(
+            &mut p,
+            &Message::Raise {
                 reqno: 0,
-                signo: 30
-            })
-        );
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+                signo: 30,
+            },
+        )
+        .unwrap();
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 7,
                 error: 0,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
     });
 }
 
@@ -211,14 +218,15 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
             data: b"abc",
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 2,
                 error: 14,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
         // Long COPYIN answer.
         p.syscall_async(3, 4, &args(&[1, 0x1000, 2]));
         let r = p.recv_msg().unwrap().header().reqno();
@@ -227,14 +235,15 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
             data: b"abcdef",
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 3,
                 error: 14,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
         // ERROR answer to a COPYIN (our extension).
         p.syscall_async(4, 4, &args(&[1, 0x1000, 2]));
         let r = p.recv_msg().unwrap().header().reqno();
@@ -243,14 +252,15 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
             code: ErrorCode::MALFORMED_REQUEST,
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 4,
                 error: 14,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
         // COPYINSTR answer longer than asked.
         p.syscall_async(5, 5, &args(&[0x3000, 0, 0]));
         let r = p.recv_msg().unwrap().header().reqno();
@@ -259,14 +269,15 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
             data: &vec![b'a'; 1025],
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 5,
                 error: 14,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
         // ERROR answer to ANONMMAP.
         p.syscall_async(6, 1000, &args(&[4096]));
         let r = p.recv_msg().unwrap().header().reqno();
@@ -275,14 +286,15 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
             code: ErrorCode::NOMEM,
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 6,
                 error: 14,
-                retval: [0, 0]
-            })
-        );
+                retval: [0, 0],
+            },
+        )
+        .unwrap();
         // An argument block shorter than the call needs: EFAULT.
         assert_eq!(p.syscall(7, 4, &args(&[1])).unwrap(), (14, [0, 0]));
         // An ERROR frame nobody waits for is malformed; the connection lives.
@@ -291,13 +303,14 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
             code: ErrorCode::AUTH,
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::Error {
+        expect_frame(
+            &mut p,
+            &Message::Error {
                 reqno: 99,
-                code: ErrorCode::MALFORMED_REQUEST
-            })
-        );
+                code: ErrorCode::MALFORMED_REQUEST,
+            },
+        )
+        .unwrap();
         assert_eq!(p.syscall(8, 20, &[]).unwrap().0, 0);
     });
 }
@@ -346,10 +359,7 @@ fn prefork_fork_handshake_and_cancel() {
                 hs: Handshake::Fork { cookie, cancel: 0 },
             })
             .unwrap();
-        assert_eq!(
-            child.recv_msg().unwrap().message(),
-            Some(Message::HandshakeResp { reqno: 1, error: 0 })
-        );
+        expect_frame(&mut child, &Message::HandshakeResp { reqno: 1, error: 0 }).unwrap();
         // The stub forks the prefork once more: guest 2, prefork 3, child 4.
         assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [4, 0]));
         assert_eq!(s.server.stats().preforks, 0);
@@ -361,13 +371,14 @@ fn prefork_fork_handshake_and_cancel() {
                 hs: Handshake::Fork { cookie, cancel: 0 },
             })
             .unwrap();
-        assert_eq!(
-            again.recv_msg().unwrap().message(),
-            Some(Message::Error {
+        expect_frame(
+            &mut again,
+            &Message::Error {
                 reqno: 1,
-                code: ErrorCode::INVALID_PREFORK
-            })
-        );
+                code: ErrorCode::INVALID_PREFORK,
+            },
+        )
+        .unwrap();
         assert_eq!(again.recv().unwrap(), Recv::Closed);
         // Cancel: the prefork is discarded and the connection closed, no answer.
         let mut p2 = RawPeer::guest(&s.url(), "p2").unwrap();
@@ -403,13 +414,14 @@ fn prefork_cap_and_expiry() {
         ));
     }
     p.send_msg(&Message::Prefork { reqno: 9 }).unwrap();
-    assert_eq!(
-        p.recv_msg().unwrap().message(),
-        Some(Message::Error {
+    expect_frame(
+        &mut p,
+        &Message::Error {
             reqno: 9,
-            code: ErrorCode::TRYAGAIN
-        })
-    );
+            code: ErrorCode::TRYAGAIN,
+        },
+    )
+    .unwrap();
     // The time-to-live reclaims them, and the cap frees up.
     eventually("preforks expire", || s.server.stats().preforks == 0);
     p.send_msg(&Message::Prefork { reqno: 10 }).unwrap();
@@ -439,18 +451,16 @@ fn exec_waits_for_inflight_calls_and_refuses_a_second() {
             data: b"xyz",
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: 2,
                 error: 0,
-                retval: [3, 0]
-            })
-        );
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::HandshakeResp { reqno: 0, error: 0 })
-        );
+                retval: [3, 0],
+            },
+        )
+        .unwrap();
+        expect_frame(&mut p, &Message::HandshakeResp { reqno: 0, error: 0 }).unwrap();
         assert_eq!(p.syscall(1, 20, &[]).unwrap(), (0, [2, 0]));
         // An exec while one is in progress: INEXEC and the connection ends.
         p.syscall_async(2, 4, &args(&[1, 0x1000, 3]));
@@ -465,13 +475,14 @@ fn exec_waits_for_inflight_calls_and_refuses_a_second() {
             hs: Handshake::Exec { comm: b"two\0" },
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::Error {
+        expect_frame(
+            &mut p,
+            &Message::Error {
                 reqno: 4,
-                code: ErrorCode::INEXEC
-            })
-        );
+                code: ErrorCode::INEXEC,
+            },
+        )
+        .unwrap();
         p.expect_closed().unwrap();
         eventually("the process is released", || {
             s.server.stats().syscalls == 0 && s.server.stats().connections == 0
@@ -633,10 +644,7 @@ fn adopted_socket_pair_is_served_like_an_accepted_client() {
         hs: Handshake::Guest { comm: b"pair\0" },
     })
     .unwrap();
-    assert_eq!(
-        p.recv_msg().unwrap().message(),
-        Some(Message::HandshakeResp { reqno: 1, error: 0 })
-    );
+    expect_frame(&mut p, &Message::HandshakeResp { reqno: 1, error: 0 }).unwrap();
     assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [2, 0]));
 }
 
@@ -704,23 +712,25 @@ fn an_inline_call_that_waits_for_the_client_fails_instead_of_stalling() {
     );
     // read only pushes a COPYOUT: allowed inline.
     p.syscall_async(4, 3, &args(&[0, 0x2000, 2]));
-    assert_eq!(
-        p.recv_msg().unwrap().message(),
-        Some(Message::Copyout {
+    expect_frame(
+        &mut p,
+        &Message::Copyout {
             reqno: 0,
             string: false,
             addr: 0x2000,
-            data: &[0, 1]
-        })
-    );
-    assert_eq!(
-        p.recv_msg().unwrap().message(),
-        Some(Message::SyscallResp {
+            data: &[0, 1],
+        },
+    )
+    .unwrap();
+    expect_frame(
+        &mut p,
+        &Message::SyscallResp {
             reqno: 4,
             error: 0,
-            retval: [2, 0]
-        })
-    );
+            retval: [2, 0],
+        },
+    )
+    .unwrap();
 }
 
 #[test]
@@ -762,27 +772,29 @@ fn calls_in_flight_per_client_are_capped() {
     let r2 = p.recv_msg().unwrap().header().reqno();
     // A third is refused without taking a thread.
     p.syscall_async(4, 4, &args(&[1, 0x1000, 1]));
-    assert_eq!(
-        p.recv_msg().unwrap().message(),
-        Some(Message::Error {
+    expect_frame(
+        &mut p,
+        &Message::Error {
             reqno: 4,
-            code: ErrorCode::TRYAGAIN
-        })
-    );
+            code: ErrorCode::TRYAGAIN,
+        },
+    )
+    .unwrap();
     // Answering one frees its slot.
     p.send_msg(&Message::CopyinResp {
         reqno: r1,
         data: b"a",
     })
     .unwrap();
-    assert_eq!(
-        p.recv_msg().unwrap().message(),
-        Some(Message::SyscallResp {
+    expect_frame(
+        &mut p,
+        &Message::SyscallResp {
             reqno: 2,
             error: 0,
-            retval: [1, 0]
-        })
-    );
+            retval: [1, 0],
+        },
+    )
+    .unwrap();
     p.syscall_async(5, 4, &args(&[1, 0x1000, 1]));
     let r3 = p.recv_msg().unwrap().header().reqno();
     for (r, want) in [(r2, 3), (r3, 5)] {
@@ -791,14 +803,15 @@ fn calls_in_flight_per_client_are_capped() {
             data: b"b",
         })
         .unwrap();
-        assert_eq!(
-            p.recv_msg().unwrap().message(),
-            Some(Message::SyscallResp {
+        expect_frame(
+            &mut p,
+            &Message::SyscallResp {
                 reqno: want,
                 error: 0,
-                retval: [1, 0]
-            })
-        );
+                retval: [1, 0],
+            },
+        )
+        .unwrap();
     }
 }
 
@@ -821,12 +834,13 @@ fn preforks_are_capped_across_clients_too() {
     // A reconnecting (or another) client gets no fresh allowance past the total.
     let mut b = RawPeer::guest(&s.url(), "b").unwrap();
     b.send_msg(&Message::Prefork { reqno: 2 }).unwrap();
-    assert_eq!(
-        b.recv_msg().unwrap().message(),
-        Some(Message::Error {
+    expect_frame(
+        &mut b,
+        &Message::Error {
             reqno: 2,
-            code: ErrorCode::TRYAGAIN
-        })
-    );
+            code: ErrorCode::TRYAGAIN,
+        },
+    )
+    .unwrap();
     assert_eq!(s.server.stats().preforks, 2);
 }
