@@ -61,6 +61,13 @@ impl TestServer {
         TestServer::start_with(kernel, transport, Config::default()).expect("test server starts")
     }
 
+    /// Starts a fresh [`ModelKernel`](crate::model::ModelKernel) behind a
+    /// default server on `transport`; returns the kernel too, for checks.
+    pub fn model(transport: Transport) -> (TestServer, Arc<crate::model::ModelKernel>) {
+        let kernel = Arc::new(crate::model::ModelKernel::new());
+        (TestServer::start(kernel.clone(), transport), kernel)
+    }
+
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         self.server.url()

@@ -52,6 +52,20 @@ pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
     assert!(wait_for(WAIT, cond), "timed out waiting for: {what}");
 }
 
+/// Bytes that differ with `seed` and position (xorshift), for data whose
+/// corruption or mix-up a test must notice.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// A frame whose `len` field says `len`, whatever the body's real size.
 pub fn raw_frame(len: u64, reqno: u64, class: u16, typ: u16, u: u32, body: &[u8]) -> Vec<u8> {
     let h = Header::new(len, reqno, Class(class), MsgType(typ), u);

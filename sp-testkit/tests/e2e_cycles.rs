@@ -7,17 +7,7 @@ use crossbeam_channel::Receiver;
 use sp_client::{Buf, Client, DisconnectReason, Errno, Options};
 use sp_proto::abi::{dt, misc, mode, oflag, sig, sys};
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Upper bound for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(20);
-
-fn start(t: Transport) -> (TestServer, Arc<ModelKernel>) {
-    let kernel = Arc::new(ModelKernel::new());
-    (TestServer::start(kernel.clone(), t), kernel)
-}
+use sp_testkit::peers::{eventually, pattern, WAIT};
 
 /// Options naming the process, taking the signals the server raises into a
 /// channel (so none reaches this test process), and telling the client that
@@ -36,29 +26,6 @@ fn opts(name: &str) -> (Options, Receiver<u32>) {
 fn connect(s: &TestServer, name: &str) -> (Client, Receiver<u32>) {
     let (o, rx) = opts(name);
     (Client::connect_with(&s.url(), o).expect("connects"), rx)
-}
-
-/// Waits (with a deadline, never a fixed sleep) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        // tidy:allow-sleep: polls kernel/server counters under an explicit deadline
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Bytes that differ with `seed` and position.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 #[test]
@@ -83,7 +50,7 @@ fn errno_values_are_netbsds() {
 #[test]
 fn handshake_getpid_and_process_name() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let (c, _sig) = connect(&s, "e2e-hello");
         let banner = c.banner().expect("a guest connection reads the banner");
         assert_eq!((banner.major, banner.minor), (0, 4), "{t:?}");
@@ -117,7 +84,7 @@ fn handshake_getpid_and_process_name() {
 #[test]
 fn file_io_and_errors() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let (c, _sig) = connect(&s, "e2e-files");
         let rw_new = oflag::O_CREAT | oflag::O_EXCL | oflag::O_RDWR;
 
@@ -253,7 +220,7 @@ fn file_io_and_errors() {
 fn directory_listing_of_many_entries() {
     const N: usize = 300;
     for t in Transport::ALL {
-        let (s, _k) = start(t);
+        let (s, _k) = TestServer::model(t);
         let (c, _sig) = connect(&s, "e2e-readdir");
         c.mkdir("/tmp/many", 0o755).unwrap();
         let mut names: Vec<Vec<u8>> = (0..N)
@@ -325,7 +292,7 @@ fn directory_listing_of_many_entries() {
 #[test]
 fn large_writes_and_reads_round_trip() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let (c, _sig) = connect(&s, "e2e-big");
         // Exactly 1 MiB (one COPYIN), and more (split into several).
         for (i, len) in [(1u64, 1usize << 20), (2, (1 << 20) + 4097)] {
@@ -362,7 +329,7 @@ fn large_writes_and_reads_round_trip() {
 #[test]
 fn sigpipe_and_kill_reach_the_signal_callback() {
     for t in Transport::ALL {
-        let (s, _k) = start(t);
+        let (s, _k) = TestServer::model(t);
         let (c, sigs) = connect(&s, "e2e-signals");
         let (pid, _) = c.getpid().unwrap();
 
@@ -405,7 +372,7 @@ fn sigpipe_and_kill_reach_the_signal_callback() {
 fn anonymous_memory_from_the_server() {
     const LEN: u64 = 64 << 10;
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let (c, _sig) = connect(&s, "e2e-mmap");
         let addr = c.mmap_anon(LEN).unwrap();
         assert_ne!(addr, 0);
@@ -475,7 +442,7 @@ fn anonymous_memory_from_the_server() {
 #[test]
 fn refused_copies_fail_with_efault_and_keep_the_connection() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let (c, _sig) = connect(&s, "e2e-refuse");
         let fd = c
             .open("/tmp/r", oflag::O_CREAT | oflag::O_RDWR, 0o644)
@@ -557,7 +524,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
 #[test]
 fn refused_copyin_closes_the_connection_by_default() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         // The default: the server is not trusted to take an ERROR answer.
         let o = Options::new().name("e2e-closing").on_signal(|_| {});
         assert!(!o.server_accepts_copy_errors);

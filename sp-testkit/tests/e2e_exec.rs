@@ -7,32 +7,13 @@
 
 use crossbeam_channel::Receiver;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
+use sp_testkit::peers::{eventually, WAIT};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Upper bound for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(20);
-
 const HELPER: &str = env!("CARGO_BIN_EXE_sp-exec-helper");
-
-fn start(t: Transport) -> (TestServer, Arc<ModelKernel>) {
-    let kernel = Arc::new(ModelKernel::new());
-    (TestServer::start(kernel.clone(), t), kernel)
-}
-
-/// Waits (with a deadline, never a fixed sleep) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        // tidy:allow-sleep: polls kernel/server counters under an explicit deadline
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A running helper: its stdout lines come through a channel, its stderr
 /// is collected for failure messages. Killed if dropped while running.
@@ -148,7 +129,7 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 #[test]
 fn exec_keeps_the_process_and_drops_close_on_exec_descriptors() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let mut h = Helper::spawn(&["--driver", &s.url()]);
 
         // Before the exec: the driver's process, with all its descriptors.
@@ -194,7 +175,7 @@ fn exec_keeps_the_process_and_drops_close_on_exec_descriptors() {
 #[test]
 fn failed_exec_leaves_the_connection_working() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let mut h = Helper::spawn(&["--exec-fail", &s.url()]);
         let line = h.line();
         assert_eq!(line, "still pid=2", "{t:?}");

@@ -14,33 +14,14 @@ use sp_client::{Client, Error, ForkResult, HandshakeError, Options};
 use sp_proto::abi::{misc, oflag};
 use sp_proto::ErrorCode;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
-use std::sync::Arc;
+use sp_testkit::peers::{eventually, WAIT};
 use std::time::{Duration, Instant};
-
-/// Upper bound for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(20);
-
-fn start(t: Transport) -> (TestServer, Arc<ModelKernel>) {
-    let kernel = Arc::new(ModelKernel::new());
-    (TestServer::start(kernel.clone(), t), kernel)
-}
 
 fn opts(name: &str) -> Options {
     Options::new()
         .name(name)
         .server_accepts_copy_errors(true)
         .on_signal(|_| {})
-}
-
-/// Waits (with a deadline, never a fixed sleep) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        // tidy:allow-sleep: polls kernel/server counters under an explicit deadline
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Waits for host child `pid` with a deadline (killing it on timeout);
@@ -105,7 +86,7 @@ fn child_checks(child: &Client, parent_pid: i32, fd: i32, w: i32) -> i32 {
 #[test]
 fn host_fork_child_claims_the_prefork_and_shares_descriptors() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let c = Client::connect_with(&s.url(), opts("e2e-fork")).unwrap();
         let (pid, _) = c.getpid().unwrap();
         assert_eq!(pid, 2);
@@ -167,7 +148,7 @@ fn host_fork_child_claims_the_prefork_and_shares_descriptors() {
 #[test]
 fn prefork_claimed_by_fork_child_in_process() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let url = s.url();
         let parent = Client::connect_with(&url, opts("e2e-parent")).unwrap();
         let fd = parent

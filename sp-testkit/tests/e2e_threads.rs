@@ -6,21 +6,14 @@
 use sp_client::{Client, DisconnectReason, Errno, Options};
 use sp_proto::abi::{misc, oflag};
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use sp_testkit::peers::{eventually, pattern, WAIT};
+use std::time::Duration;
 
 /// Upper bound for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(20);
 /// Worker threads sharing one client.
 const THREADS: usize = 8;
 /// Write/read rounds per worker.
 const ROUNDS: usize = 40;
-
-fn start(t: Transport) -> (TestServer, Arc<ModelKernel>) {
-    let kernel = Arc::new(ModelKernel::new());
-    (TestServer::start(kernel.clone(), t), kernel)
-}
 
 fn connect(s: &TestServer, name: &str) -> Client {
     let o = Options::new()
@@ -28,16 +21,6 @@ fn connect(s: &TestServer, name: &str) -> Client {
         .server_accepts_copy_errors(true)
         .on_signal(|_| {});
     Client::connect_with(&s.url(), o).expect("connects")
-}
-
-/// Waits (with a deadline, never a fixed sleep) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        // tidy:allow-sleep: polls kernel/server counters under an explicit deadline
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Disconnects the client if the test panics, so that threads blocked in
@@ -50,19 +33,6 @@ impl Drop for DisconnectOnPanic<'_> {
             self.0.disconnect();
         }
     }
-}
-
-/// Bytes that differ with `seed` and position.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// One worker: appends distinct chunks to its own file, reading back a
@@ -122,7 +92,7 @@ fn worker(c: &Client, i: usize) {
 #[test]
 fn eight_threads_with_interleaved_copies_and_a_blocked_reader() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let c = connect(&s, "e2e-threads");
         let c = &c;
         let (r, w) = c.pipe().unwrap();
@@ -174,7 +144,7 @@ fn eight_threads_with_interleaved_copies_and_a_blocked_reader() {
 fn many_threads_blocked_on_pipes_are_woken_in_turn() {
     const PIPES: usize = 6;
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let c = connect(&s, "e2e-pipes");
         let c = &c;
         let pipes: Vec<(i32, i32)> = (0..PIPES).map(|_| c.pipe().unwrap()).collect();
@@ -206,7 +176,7 @@ fn many_threads_blocked_on_pipes_are_woken_in_turn() {
 #[test]
 fn disconnect_while_a_call_is_blocked() {
     for t in Transport::ALL {
-        let (s, k) = start(t);
+        let (s, k) = TestServer::model(t);
         let c = connect(&s, "e2e-disconnect");
         let c = &c;
         let (r, _w) = c.pipe().unwrap();

@@ -4,18 +4,11 @@
 use sp_proto::abi::sys;
 use sp_proto::Message;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::rawpeer::{args, RawPeer};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn start(t: Transport) -> (TestServer, Arc<ModelKernel>) {
-    let kernel = Arc::new(ModelKernel::new());
-    (TestServer::start(kernel.clone(), t), kernel)
-}
 
 /// Serves the server's requests on `p` (COPYIN answered with `fill` bytes)
 /// until every reqno in `want` has its SYSCALL response; returns them.
@@ -49,7 +42,7 @@ fn pump(p: &mut RawPeer, mut want: usize, fill: u8) -> HashMap<u64, (i32, [i64; 
 #[test]
 fn three_hundred_blocked_pipe_reads_all_complete() {
     for t in Transport::ALL {
-        let (s, kernel) = start(t);
+        let (s, kernel) = TestServer::model(t);
         let mut p = RawPeer::guest(&s.url(), "readers").unwrap();
         let n = 300u64;
         let mut pipes = Vec::new();
@@ -91,7 +84,7 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
 #[test]
 fn disconnect_while_blocked_in_a_pipe_read_releases_the_process() {
     for t in Transport::ALL {
-        let (s, kernel) = start(t);
+        let (s, kernel) = TestServer::model(t);
         let mut p = RawPeer::guest(&s.url(), "blocked").unwrap();
         let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
         p.syscall_async(3, sys::READ, &args(&[rv[0] as u64, 0x1000, 8]));
@@ -109,7 +102,7 @@ fn disconnect_while_blocked_in_a_pipe_read_releases_the_process() {
 
 #[test]
 fn exec_interrupts_a_blocked_read_then_completes() {
-    let (s, kernel) = start(Transport::Unix);
+    let (s, kernel) = TestServer::model(Transport::Unix);
     let mut p = RawPeer::guest(&s.url(), "before").unwrap();
     let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
     p.syscall_async(3, sys::READ, &args(&[rv[0] as u64, 0x1000, 8]));

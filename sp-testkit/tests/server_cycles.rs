@@ -6,11 +6,12 @@
 use sp_proto::{ErrorCode, Handshake, Message};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
+use sp_testkit::peers::eventually;
 use sp_testkit::peers::expect_frame;
 use sp_testkit::rawpeer::{args, RawPeer, Recv};
 use sp_testkit::stub::StubKernel;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn server(t: Transport) -> TestServer {
     TestServer::start(Arc::new(StubKernel::new()), t)
@@ -18,16 +19,6 @@ fn server(t: Transport) -> TestServer {
 
 fn server_with(t: Transport, config: Config) -> TestServer {
     TestServer::start_with(Arc::new(StubKernel::new()), t, config).unwrap()
-}
-
-/// Waits (with a deadline, never a fixed sleep) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        // tidy:allow-sleep: polls a counter under an explicit deadline
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn each_transport(f: impl Fn(Transport)) {
