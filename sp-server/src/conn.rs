@@ -352,20 +352,7 @@ impl ClientPort for InlinePort<'_> {
 
 impl ClientPort for ConnPort {
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let len = buf.len() as u64;
-        let data = self
-            .0
-            .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
-                reqno,
-                string: false,
-                len,
-                addr,
-            })?;
-        // A short or long answer is a bad copy, never a read past the bytes.
-        if data.len() != buf.len() {
-            return Err(Errno::EFAULT);
-        }
-        buf.copy_from_slice(&data);
+        buf.copy_from_slice(&self.copyin_vec(addr, buf.len())?);
         Ok(())
     }
 
@@ -379,6 +366,7 @@ impl ClientPort for ConnPort {
                 len: want,
                 addr,
             })?;
+        // A short or long answer is a bad copy, never a read past the bytes.
         if data.len() != len {
             return Err(Errno::EFAULT);
         }

@@ -91,14 +91,7 @@ pub fn adopt_pair(handle: &ServerHandle) -> io::Result<RawPeer> {
 /// Completes a guest handshake named `comm` with reqno 1 on a peer whose
 /// banner was not read yet.
 pub fn guest_handshake(peer: &mut RawPeer, comm: &str) -> io::Result<()> {
-    peer.read_banner()?;
-    let mut body = comm.as_bytes().to_vec();
-    body.push(0);
-    peer.send_msg(&Message::Handshake {
-        reqno: 1,
-        hs: Handshake::Guest { comm: &body },
-    })?;
-    expect_frame(peer, &Message::HandshakeResp { reqno: 1, error: 0 })
+    peer.guest_handshake(comm)
 }
 
 /// Receives one frame and fails unless it is exactly `want`.

@@ -60,21 +60,29 @@ impl RawPeer {
     /// Connects, reads the banner and completes a guest handshake as
     /// `comm` with reqno 1, like the C client.
     pub fn guest(url: &str, comm: &str) -> io::Result<RawPeer> {
-        let (mut p, _) = RawPeer::connect_banner(url)?;
+        let mut p = RawPeer::connect(url)?;
+        p.guest_handshake(comm)?;
+        Ok(p)
+    }
+
+    /// Reads the banner and completes a guest handshake as `comm` with
+    /// reqno 1, like the C client; an error if the answer is anything else.
+    pub fn guest_handshake(&mut self, comm: &str) -> io::Result<()> {
+        self.read_banner()?;
         let mut body = comm.as_bytes().to_vec();
         body.push(0);
-        p.send_msg(&Message::Handshake {
+        self.send_msg(&Message::Handshake {
             reqno: 1,
             hs: sp_proto::Handshake::Guest { comm: &body },
         })?;
-        let f = p.recv_frame()?;
-        let h = Header::read(&f).expect("frame");
-        if Message::decode(&h, &f[HEADER_LEN..])
-            != Ok(Message::HandshakeResp { reqno: 1, error: 0 })
-        {
-            return Err(io::Error::other(format!("handshake refused: {}", hex(&f))));
+        let f = self.recv_msg()?;
+        if f.message() != Some(Message::HandshakeResp { reqno: 1, error: 0 }) {
+            return Err(io::Error::other(format!(
+                "handshake refused: {}",
+                hex(&f.0)
+            )));
         }
-        Ok(p)
+        Ok(())
     }
 
     /// The underlying stream.
