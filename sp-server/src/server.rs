@@ -308,6 +308,9 @@ impl Server {
     }
 
     fn expire_preforks(&mut self) {
+        if self.ctx.preforks.len() == 0 {
+            return;
+        }
         for p in self.ctx.preforks.expire(Instant::now()) {
             tracing::info!("prefork (pid {}) expired unclaimed", self.ctx.kernel.pid(p));
             self.ctx.kernel.release(p);
@@ -320,6 +323,9 @@ impl Server {
 
     /// Closes connections that did not complete their handshake in time.
     fn expire_handshakes(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while let Some(&(deadline, t, id)) = self.pending.front() {
             if deadline > now {
