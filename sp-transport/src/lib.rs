@@ -29,5 +29,5 @@ mod stream;
 mod url;
 
 pub use listener::{ListenError, ListenOptions, Listener};
-pub use stream::{connect, Stream};
+pub use stream::{connect, PeerCred, Stream};
 pub use url::{parse, Endpoint, Role, UrlError, MAX_SCHEME_LEN, MAX_UNIX_PATH};

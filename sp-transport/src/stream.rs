@@ -21,6 +21,17 @@ pub enum Stream {
     Tcp(TcpStream),
 }
 
+/// The credentials of a unix stream's peer process (SO_PEERCRED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id of the process that connected.
+    pub pid: i32,
+    /// Its effective user id.
+    pub uid: u32,
+    /// Its effective group id.
+    pub gid: u32,
+}
+
 /// Connects to `ep`. TCP streams get TCP_NODELAY (the "connect hook").
 /// The socket is close-on-exec and blocking.
 pub fn connect(ep: &Endpoint) -> io::Result<Stream> {
@@ -88,27 +99,47 @@ impl Stream {
         }
     }
 
-    /// A short name for the peer, for logs: `"unix"`, or the TCP peer's
-    /// address such as `"127.0.0.1:5000"` (`"tcp"` if it is unknown).
+    /// A short name for the peer, for logs: `"unix peer uid 1000 pid 4242"`
+    /// (SO_PEERCRED: the process that connected, as it was at connect
+    /// time), or the TCP peer's address such as `"127.0.0.1:5000"`.
+    /// `"unix peer"` or `"tcp peer"` if it cannot be read (a TCP peer
+    /// that has gone away, say).
+    ///
+    /// It is computed on each call: a getsockopt or getpeername, cheap
+    /// beside the log line it goes into.
     pub fn peer_label(&self) -> String {
         match self {
-            Stream::Unix(_) => "unix".to_owned(),
+            Stream::Unix(_) => match self.peer_cred() {
+                Ok(Some(c)) => format!("unix peer uid {} pid {}", c.uid, c.pid),
+                _ => "unix peer".to_owned(),
+            },
             Stream::Tcp(s) => s
                 .peer_addr()
-                .map_or_else(|_| "tcp".to_owned(), |a| a.to_string()),
+                .map_or_else(|_| "tcp peer".to_owned(), |a| a.to_string()),
+        }
+    }
+
+    /// The credentials of the peer process of a unix stream (SO_PEERCRED,
+    /// read through rustix): those of the process that called `connect(2)`,
+    /// at that time. `None` for tcp.
+    pub fn peer_cred(&self) -> io::Result<Option<PeerCred>> {
+        match self {
+            Stream::Unix(s) => {
+                let cred = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
+                Ok(Some(PeerCred {
+                    pid: cred.pid.as_raw_pid(),
+                    uid: cred.uid.as_raw(),
+                    gid: cred.gid.as_raw(),
+                }))
+            }
+            Stream::Tcp(_) => Ok(None),
         }
     }
 
     /// The effective uid of the peer process of a unix stream
-    /// (SO_PEERCRED, read through rustix); `None` for tcp.
+    /// (see [`Stream::peer_cred`]); `None` for tcp.
     pub fn peer_uid(&self) -> io::Result<Option<u32>> {
-        match self {
-            Stream::Unix(s) => {
-                let cred = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
-                Ok(Some(cred.uid.as_raw()))
-            }
-            Stream::Tcp(_) => Ok(None),
-        }
+        Ok(self.peer_cred()?.map(|c| c.uid))
     }
 
     /// The peer's IP address for a TCP stream; `None` for unix streams or

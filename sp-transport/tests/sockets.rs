@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use socket2::SockRef;
-use sp_transport::{connect, parse, Endpoint, ListenError, ListenOptions, Listener, Role, Stream};
+use sp_transport::{
+    connect, parse, Endpoint, ListenError, ListenOptions, Listener, PeerCred, Role, Stream,
+};
 
 fn bind(url: &str) -> Listener {
     let ep = parse(url, Role::Server).unwrap();
@@ -53,11 +55,24 @@ fn unix_echo_mode_and_cleanup() {
 
     let (client, server) = echo(&listener);
     assert!(matches!(client, Stream::Unix(_)));
-    assert_eq!(server.peer_label(), "unix");
     assert_eq!(server.peer_ip(), None);
-    // Both ends are this process: the peer's uid is ours.
-    let me = fs::metadata("/proc/self").unwrap().uid();
-    assert_eq!(server.peer_uid().unwrap(), Some(me));
+    // Both ends are this process: the peer's uid, gid and pid are ours,
+    // and the log label names the uid and pid.
+    let me = fs::metadata("/proc/self").unwrap();
+    let pid = std::process::id() as i32;
+    assert_eq!(server.peer_uid().unwrap(), Some(me.uid()));
+    assert_eq!(
+        server.peer_cred().unwrap(),
+        Some(PeerCred {
+            pid,
+            uid: me.uid(),
+            gid: me.gid()
+        })
+    );
+    assert_eq!(
+        server.peer_label(),
+        format!("unix peer uid {} pid {pid}", me.uid())
+    );
     assert!(!server.nodelay().unwrap());
 
     drop(listener);
@@ -151,7 +166,8 @@ fn tcp_echo_nodelay_and_port_zero() {
     let (client, server) = echo(&listener);
     assert!(client.nodelay().unwrap());
     assert!(server.nodelay().unwrap());
-    assert_eq!(server.peer_ip(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    assert_eq!(client.peer_uid().unwrap(), None);
+    assert_eq!(client.peer_cred().unwrap(), None);
     assert_eq!(client.peer_label(), local.to_string());
     assert_eq!(client.peer_uid().unwrap(), None);
 }
