@@ -74,7 +74,7 @@ impl Buf<'_> {
 ///
 /// ```
 /// use sp_client::Call;
-/// use sp_proto::abi::sys;
+/// use sp_client::abi::sys;
 ///
 /// let data = b"hello";
 /// let call = Call::new(sys::WRITE).int(1).input(data).arg(data.len() as u64);

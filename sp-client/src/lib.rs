@@ -2,8 +2,8 @@
 //! run inside a kernel that lives in a server process.
 //!
 //! ```no_run
+//! use sp_client::abi::oflag;
 //! use sp_client::Client;
-//! use sp_proto::abi::oflag;
 //!
 //! let client = Client::connect("unix:///tmp/rump.sock")?;
 //! let (pid, _ppid) = client.getpid()?;
@@ -77,12 +77,23 @@ pub use error::{CopyKind, DisconnectReason, Error, HandshakeError, ProtocolError
 pub use fuzz::fuzz_server_bytes;
 pub use memory::Mapping;
 pub use process::{ForkResult, EXECFD_VAR};
-pub use sp_proto::{Banner, Cookie, Errno};
+pub use sp_proto::{
+    Banner, BannerError, BodyError, Cookie, DecodeError, Errno, ErrorCode, MsgType,
+};
 pub use sp_transport::UrlError;
+
+/// NetBSD's numbers and structures, as they cross the wire: open flags
+/// ([`abi::oflag`]), `SEEK_*` and `R_OK`-style constants ([`abi::misc`]),
+/// `fcntl` commands ([`abi::fcntl`]), syscall numbers ([`abi::sys`]), signal
+/// numbers ([`abi::sig`]), file type bits ([`abi::mode`], [`abi::dt`]), and
+/// the raw `struct stat` ([`abi::Stat`]) and `struct dirent`
+/// ([`abi::Dirent`]). They are NetBSD's, not the host's: use these, not
+/// `libc`'s, in calls to the remote kernel.
+pub use sp_proto::abi;
 
 use conn::{Conn, Counters, Reply, Shared, Start};
 use parking_lot::{Mutex, RwLock};
-use sp_proto::{Message, MsgType, DEFAULT_MAX_FRAME};
+use sp_proto::{Message, DEFAULT_MAX_FRAME};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
