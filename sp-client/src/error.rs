@@ -2,6 +2,7 @@
 //! the host (I/O), the server (banner, handshake, protocol, refused copies),
 //! or the kernel (a syscall's errno).
 
+use crate::errno::RemoteErrno;
 use sp_proto::{BannerError, BodyError, DecodeError, Errno, ErrorCode, MsgType};
 use sp_transport::UrlError;
 use std::fmt;
@@ -53,7 +54,7 @@ pub enum Error {
     #[error("copy refused: {0}")]
     CopyRefused(RefusedCopy),
     /// The system call ran and failed with this NetBSD errno.
-    #[error("system call failed: {0}")]
+    #[error("system call failed: {}", RemoteErrno(*.0))]
     Syscall(Errno),
     /// `RUMPCLIENT__EXECFD` does not hold a descriptor.
     #[error("malformed RUMPCLIENT__EXECFD value {0:?}")]
@@ -81,6 +82,43 @@ impl Error {
             Error::Io(_) | Error::Banner(_) | Error::Protocol(_) => Errno::EIO,
         }
     }
+
+    /// The [`io::ErrorKind`] this error converts to: an I/O error's own
+    /// kind; `InvalidInput` for a bad URL or environment; `InvalidData` for
+    /// a server that broke the protocol or sent a bad banner;
+    /// `NotConnected` once disconnected; otherwise the kind of
+    /// [`Error::errno`] ([`errno_kind`](crate::errno_kind)).
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Io(e) => e.kind(),
+            Error::Url { .. } | Error::EnvUnset(_) | Error::ExecEnv(_) | Error::NoUrl => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::Banner(_) | Error::Protocol(_) => io::ErrorKind::InvalidData,
+            Error::Disconnected(_) => io::ErrorKind::NotConnected,
+            other => crate::errno_kind(other.errno()),
+        }
+    }
+}
+
+impl From<Errno> for Error {
+    /// A failed system call.
+    fn from(e: Errno) -> Error {
+        Error::Syscall(e)
+    }
+}
+
+impl From<Error> for io::Error {
+    /// An [`Error::Io`] gives back its own `io::Error` (raw OS error
+    /// included); any other error becomes the payload of an `io::Error` of
+    /// kind [`Error::io_kind`], so it prints the same and
+    /// [`io_errno`](crate::io_errno) finds its errno.
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(inner) => inner,
+            other => io::Error::new(other.io_kind(), other),
+        }
+    }
 }
 
 /// How a handshake failed.
@@ -90,7 +128,7 @@ pub enum HandshakeError {
     #[error("error frame {0}")]
     Refused(ErrorCode),
     /// A HANDSHAKE response with a nonzero error.
-    #[error("error {0}")]
+    #[error("error {}", RemoteErrno(*.0))]
     Failed(Errno),
 }
 
@@ -218,5 +256,54 @@ mod tests {
         );
         assert_eq!(Error::Io(io::Error::other("x")).errno(), Errno::EIO);
         assert!(r.to_string().contains("0x1"));
+    }
+
+    #[test]
+    fn display_describes_the_errno() {
+        assert_eq!(
+            Error::Syscall(Errno::ENOENT).to_string(),
+            "system call failed: ENOENT (No such file or directory)"
+        );
+        assert_eq!(
+            Error::Handshake(HandshakeError::Failed(Errno::ENOMEM)).to_string(),
+            "handshake refused: error ENOMEM (Cannot allocate memory)"
+        );
+        assert!(matches!(
+            Error::from(Errno::EBADF),
+            Error::Syscall(Errno::EBADF)
+        ));
+    }
+
+    #[test]
+    fn into_io_error() {
+        use io::ErrorKind as K;
+        let e = io::Error::from(Error::Syscall(Errno::EEXIST));
+        assert_eq!(e.kind(), K::AlreadyExists);
+        assert_eq!(crate::io_errno(&e), Some(Errno::EEXIST));
+        assert_eq!(e.to_string(), "system call failed: EEXIST (File exists)");
+        // A host I/O error comes back as it was.
+        let e = io::Error::from(Error::Io(io::Error::from_raw_os_error(libc::ENOENT)));
+        assert_eq!(
+            (e.kind(), e.raw_os_error()),
+            (K::NotFound, Some(libc::ENOENT))
+        );
+        let cases = [
+            (Error::Disconnected(DisconnectReason::Eof), K::NotConnected),
+            (Error::NoUrl, K::InvalidInput),
+            (Error::EnvUnset("RUMP_SERVER"), K::InvalidInput),
+            (
+                Error::Protocol(ProtocolError::BannerTooLong),
+                K::InvalidData,
+            ),
+            (Error::Refused(ErrorCode::AUTH), K::PermissionDenied),
+        ];
+        for (err, kind) in cases {
+            let want = err.errno();
+            let msg = err.to_string();
+            let e = io::Error::from(err);
+            assert_eq!(e.kind(), kind, "{msg}");
+            assert_eq!(e.to_string(), msg);
+            assert_eq!(crate::io_errno(&e), Some(want), "{msg}");
+        }
     }
 }

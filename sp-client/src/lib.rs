@@ -48,6 +48,13 @@
 //! return the full [`Error`]; [`Client::disconnect_reason`] tells why a
 //! connection ended.
 //!
+//! [`Errno`] prints only its name; [`ErrnoExt::describe`] (or
+//! [`RemoteErrno`]) prints `ENOENT (No such file or directory)`, as
+//! [`Error`] does. Both convert to [`std::io::Error`]: [`Error`] with `?`
+//! or `From`, an [`Errno`] with [`errno_to_io`] or, on a whole result,
+//! [`IoResultExt::into_io`]; the kind is the closest [`std::io::ErrorKind`]
+//! ([`errno_kind`]) and [`io_errno`] recovers the errno.
+//!
 //! # Processes
 //!
 //! [`Client::fork`] (or [`Client::prefork`] + [`Client::fork_child`]) keeps
@@ -63,6 +70,7 @@
 mod buf;
 mod calls;
 mod conn;
+mod errno;
 mod error;
 mod fuzz;
 mod memory;
@@ -73,6 +81,10 @@ mod transport;
 mod tests;
 
 pub use buf::{arg_block, Buf, Call};
+pub use errno::{
+    errno_description, errno_kind, errno_name, errno_to_io, io_errno, ErrnoExt, IoResultExt,
+    RemoteErrno,
+};
 pub use error::{CopyKind, DisconnectReason, Error, HandshakeError, ProtocolError, RefusedCopy};
 pub use fuzz::fuzz_server_bytes;
 pub use memory::Mapping;
