@@ -47,7 +47,7 @@
 //! down, every waiter wakes with an error, and later requests fail fast.
 
 use crate::error::{CopyKind, DisconnectReason, Error, HandshakeError, ProtocolError, RefusedCopy};
-use crate::transport::Stream;
+use crate::transport::{self, Stream};
 use crate::{host_signal, Options};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use sp_proto::{
@@ -59,6 +59,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::memory::Memory;
 
@@ -181,9 +182,19 @@ impl Conn {
         start: Start<'_>,
     ) -> Result<(Arc<Conn>, Option<Banner>), Error> {
         let mut dec = Deframer::new(shared.opts.max_frame);
+        // A new connection waits for the banner and the handshake answer at
+        // most the connect timeout; an inherited one (exec) may wait as long
+        // as the server takes to finish the old image's calls.
+        let timeout = match start {
+            Start::Exec { .. } => None,
+            _ => shared.opts.connect_timeout,
+        };
+        if timeout.is_some() {
+            transport::set_read_timeout(&stream, timeout)?;
+        }
         let banner = match start {
             Start::Exec { .. } => None,
-            _ => Some(read_banner(&stream, &mut dec)?),
+            _ => Some(read_banner(&stream, &mut dec, timeout)?),
         };
         let first = if matches!(start, Start::Exec { .. }) {
             0
@@ -226,7 +237,26 @@ impl Conn {
                 .map_err(Error::Disconnected)?;
             return Ok((conn, banner));
         }
-        match conn.request(|reqno| Message::Handshake { reqno, hs })? {
+        let reply = conn
+            .request(|reqno| Message::Handshake { reqno, hs })
+            .map_err(|e| match (e, timeout) {
+                (Error::Disconnected(DisconnectReason::Io { kind, .. }), Some(t))
+                    if is_timeout(kind) =>
+                {
+                    Error::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer to the handshake within {:?}",
+                            transport::nonzero(t)
+                        ),
+                    ))
+                }
+                (e, _) => e,
+            })?;
+        if timeout.is_some() {
+            transport::set_read_timeout(&conn.stream, None)?;
+        }
+        match reply {
             Reply::Handshake(0) => Ok((conn, banner)),
             Reply::Handshake(e) => Err(Error::Handshake(HandshakeError::Failed(Errno(e)))),
             Reply::Error(code) => Err(Error::Handshake(HandshakeError::Refused(code))),
@@ -541,10 +571,22 @@ impl Drop for ReaderGuard<'_> {
     }
 }
 
+/// Whether a socket error is SO_RCVTIMEO running out (EAGAIN on Linux).
+fn is_timeout(kind: io::ErrorKind) -> bool {
+    matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
 /// Reads the banner line without reading past its newline: at most 95
 /// bytes. A server sends nothing else before our handshake, but any bytes
 /// that did come after the newline are handed to the deframer, not lost.
-fn read_banner(stream: &Stream, dec: &mut Deframer) -> Result<Banner, Error> {
+///
+/// With a `timeout` (already set on the socket), a read that waits longer
+/// fails with [`io::ErrorKind::TimedOut`].
+fn read_banner(
+    stream: &Stream,
+    dec: &mut Deframer,
+    timeout: Option<Duration>,
+) -> Result<Banner, Error> {
     let mut buf = [0u8; MAX_BANNER];
     let mut have = 0;
     loop {
@@ -552,7 +594,18 @@ fn read_banner(stream: &Stream, dec: &mut Deframer) -> Result<Banner, Error> {
             Ok(0) => return Err(Error::Disconnected(DisconnectReason::Eof)),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Io(e)),
+            Err(e) => {
+                return Err(Error::Io(match timeout {
+                    Some(t) if is_timeout(e.kind()) => io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "no banner from the server within {:?}",
+                            transport::nonzero(t)
+                        ),
+                    ),
+                    _ => e,
+                }))
+            }
         };
         have += n;
         match Banner::line_len(&buf[..have]) {

@@ -29,7 +29,18 @@ pub enum Error {
         /// Why it was refused.
         source: UrlError,
     },
-    /// A host I/O error (connect, fork, execve, fcntl).
+    /// The server at `url` could not be reached: the connect failed, or
+    /// the banner or the handshake answer did not come within
+    /// [`Options::connect_timeout`](crate::Options::connect_timeout)
+    /// (kind [`io::ErrorKind::TimedOut`]).
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL as given.
+        url: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// A host I/O error (fork, execve, fcntl, a socket option).
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
     /// The server's banner is malformed or names a protocol we do not speak.
@@ -79,7 +90,20 @@ impl Error {
             Error::CopyRefused(_) => Errno::EFAULT,
             Error::Disconnected(_) => Errno::ENOTCONN,
             Error::EnvUnset(_) | Error::ExecEnv(_) | Error::NoUrl => Errno::EINVAL,
+            Error::Connect { source, .. } => kind_errno(source.kind()),
             Error::Io(_) | Error::Banner(_) | Error::Protocol(_) => Errno::EIO,
+        }
+    }
+
+    /// The error with the server's URL added: a host I/O error met while
+    /// connecting to `url` becomes [`Error::Connect`].
+    pub(crate) fn connecting_to(self, url: &str) -> Error {
+        match self {
+            Error::Io(source) => Error::Connect {
+                url: url.to_owned(),
+                source,
+            },
+            other => other,
         }
     }
 
@@ -90,7 +114,7 @@ impl Error {
     /// [`Error::errno`] ([`errno_kind`](crate::errno_kind)).
     pub fn io_kind(&self) -> io::ErrorKind {
         match self {
-            Error::Io(e) => e.kind(),
+            Error::Io(e) | Error::Connect { source: e, .. } => e.kind(),
             Error::Url { .. } | Error::EnvUnset(_) | Error::ExecEnv(_) | Error::NoUrl => {
                 io::ErrorKind::InvalidInput
             }
@@ -98,6 +122,19 @@ impl Error {
             Error::Disconnected(_) => io::ErrorKind::NotConnected,
             other => crate::errno_kind(other.errno()),
         }
+    }
+}
+
+/// The NetBSD errno closest to a host connect error's kind (EIO if none).
+fn kind_errno(kind: io::ErrorKind) -> Errno {
+    match kind {
+        io::ErrorKind::NotFound => Errno::ENOENT,
+        io::ErrorKind::PermissionDenied => Errno::EACCES,
+        io::ErrorKind::ConnectionRefused => Errno(61), // ECONNREFUSED
+        io::ErrorKind::TimedOut => Errno(60),          // ETIMEDOUT
+        io::ErrorKind::WouldBlock => Errno::EAGAIN,
+        io::ErrorKind::ConnectionReset => Errno::ECONNRESET,
+        _ => Errno::EIO,
     }
 }
 

@@ -162,6 +162,14 @@ pub struct Options {
     /// Largest ANONMMAP honoured; a larger one is answered with address 0
     /// (the server reports ENOMEM).
     pub max_anonmmap: u64,
+    /// How long a new connection may take: the connect itself, and then
+    /// each wait for the server's banner and for the answer to the
+    /// handshake (reconnects and fork children included; not the exec
+    /// handshake, which waits for the old image's calls). `None` (the
+    /// default, like the C client): wait as long as the system does. A
+    /// zero duration counts as 1 ms. Running out is an [`Error::Connect`]
+    /// of kind [`std::io::ErrorKind::TimedOut`].
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -173,6 +181,7 @@ impl Default for Options {
             reconnect: Reconnect::Never,
             max_frame: DEFAULT_MAX_FRAME,
             max_anonmmap: 1 << 30,
+            connect_timeout: None,
         }
     }
 }
@@ -189,6 +198,7 @@ impl fmt::Debug for Options {
             .field("reconnect", &self.reconnect)
             .field("max_frame", &self.max_frame)
             .field("max_anonmmap", &self.max_anonmmap)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -232,6 +242,12 @@ impl Options {
     /// Sets the largest ANONMMAP honoured.
     pub fn max_anonmmap(mut self, max: u64) -> Self {
         self.max_anonmmap = max;
+        self
+    }
+
+    /// Sets [`Options::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
         self
     }
 
@@ -317,13 +333,18 @@ impl fmt::Debug for Client {
     }
 }
 
-fn open_stream(url: &str) -> Result<transport::Stream, Error> {
-    transport::open(url).map_err(|e| match e {
+/// Connects to `url`, within `opts`' connect timeout; a failure names the
+/// URL.
+fn open_stream(url: &str, opts: &Options) -> Result<transport::Stream, Error> {
+    transport::open(url, opts.connect_timeout).map_err(|e| match e {
         transport::OpenError::Url(source) => Error::Url {
             url: url.to_owned(),
             source,
         },
-        transport::OpenError::Io(e) => Error::Io(e),
+        transport::OpenError::Io(source) => Error::Connect {
+            url: url.to_owned(),
+            source,
+        },
     })
 }
 
@@ -347,11 +368,16 @@ impl Client {
 
     /// Connects to `url`: reads and checks the banner, then makes the guest
     /// handshake (the first request, reqno 1).
+    ///
+    /// A connect that fails, and a banner or handshake answer that does not
+    /// come within [`Options::connect_timeout`], is an [`Error::Connect`]
+    /// naming `url`.
     pub fn connect_with(url: &str, opts: Options) -> Result<Client, Error> {
-        let stream = open_stream(url)?;
+        let stream = open_stream(url, &opts)?;
         Client::start(stream, Some(url.to_owned()), opts, |name| Start::Guest {
             name,
         })
+        .map_err(|e| e.connecting_to(url))
     }
 
     /// Like `rumpclient_init`: adopts the connection of the previous image
@@ -501,8 +527,10 @@ impl Client {
         let mut delay = Duration::from_millis(10);
         let name = self.shared.opts.resolved_name();
         loop {
-            let attempt = open_stream(url)
-                .and_then(|s| Conn::open(s, self.shared.clone(), Start::Guest { name: &name }));
+            let attempt = open_stream(url, &self.shared.opts).and_then(|s| {
+                Conn::open(s, self.shared.clone(), Start::Guest { name: &name })
+                    .map_err(|e| e.connecting_to(url))
+            });
             match attempt {
                 Ok((conn, _banner)) => {
                     tracing::info!("reconnected to {url} as a new guest");

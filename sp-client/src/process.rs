@@ -92,25 +92,26 @@ impl Client {
     /// In a fork child: connects to `url` and claims the prefork `cookie`
     /// (banner, then HANDSHAKE FORK with cancel 0, reqno 1).
     pub fn fork_child(url: &str, cookie: Cookie, opts: Options) -> Result<Client, Error> {
-        let stream = open_stream(url)?;
+        let stream = open_stream(url, &opts)?;
         Client::start(stream, Some(url.to_owned()), opts, |_| Start::Fork {
             cookie,
             cancel: false,
         })
+        .map_err(|e| e.connecting_to(url))
     }
 
     /// Discards the prefork `cookie` (when the host fork failed): a new
     /// connection sends HANDSHAKE FORK with cancel 1; the server answers
     /// nothing and drops it.
     pub fn cancel_prefork(url: &str, cookie: Cookie) -> Result<(), Error> {
-        let stream = open_stream(url)?;
-        Client::start(stream, Some(url.to_owned()), Options::default(), |_| {
-            Start::Fork {
-                cookie,
-                cancel: true,
-            }
+        let opts = Options::default();
+        let stream = open_stream(url, &opts)?;
+        Client::start(stream, Some(url.to_owned()), opts, |_| Start::Fork {
+            cookie,
+            cancel: true,
         })
         .map(drop)
+        .map_err(|e| e.connecting_to(url))
     }
 
     /// Forks the host process with the kernel process following: prefork,

@@ -901,8 +901,13 @@ fn connect_errors() {
     let e = Client::connect("tcp://1.2.3.4:99999").unwrap_err();
     assert_eq!(e.errno(), Errno::ERANGE);
     let dir = tempfile::tempdir().unwrap();
-    let e = Client::connect(&format!("unix://{}/none", dir.path().display())).unwrap_err();
-    assert!(matches!(e, Error::Io(_)), "{e}");
+    let url = format!("unix://{}/none", dir.path().display());
+    let e = Client::connect(&url).unwrap_err();
+    assert!(
+        matches!(&e, Error::Connect { url: u, .. } if *u == url),
+        "{e}"
+    );
+    assert_eq!(e.errno(), Errno::ENOENT);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! socket pair (or a temp-dir listener) that writes the banner and speaks
 //! frames with `sp-proto`, so every cycle is tested without the real server.
 
+mod connect;
 mod cycles;
 mod process;
 mod threads;
