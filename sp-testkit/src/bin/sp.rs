@@ -64,7 +64,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sp: {e}");
-            ExitCode::FAILURE
+            if e.is::<sp_testkit::cmd::UsageError>() {
+                ExitCode::from(sp_testkit::cmd::USAGE_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

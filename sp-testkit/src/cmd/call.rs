@@ -1,6 +1,12 @@
 //! `sp call [--server URL] OP ...`: one system call operation in a remote
 //! kernel, the way a shell user wants it.
+//!
+//! `--server` may come anywhere after `call`. Errors are one line, with
+//! long names shortened ([`super::short_name`]). When standard output is a
+//! pipe whose reader has gone (`sp call cat f | head`), `sp call` stops
+//! quietly with status 0, as a reader-driven pipeline expects.
 
+use super::short_name;
 use sp_client::{Client, Options};
 use sp_proto::abi::{dt, mode, oflag};
 use sp_proto::Errno;
@@ -53,8 +59,9 @@ pub enum Op {
 /// Options of `sp call`.
 #[derive(clap::Args, Debug)]
 pub struct CallArgs {
-    /// The server's URL; defaults to $RUMP_SERVER.
-    #[arg(long)]
+    /// The server's URL; defaults to $RUMP_SERVER. May come before or
+    /// after the operation.
+    #[arg(long, global = true)]
     pub server: Option<String>,
     /// The operation.
     #[command(subcommand)]
@@ -67,8 +74,16 @@ pub enum CallError {
     /// No URL given and RUMP_SERVER unset.
     #[error("no server: give --server URL or set RUMP_SERVER")]
     NoServer,
+    /// The URL does not parse.
+    #[error("bad server URL {}: {}", short_name(url), short_name(&err.to_string()))]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        err: sp_transport::UrlError,
+    },
     /// Connecting or the handshake failed.
-    #[error("cannot reach {url}: {err}")]
+    #[error("cannot reach {}: {err}", short_name(url))]
     Connect {
         /// The URL.
         url: String,
@@ -83,14 +98,39 @@ pub enum CallError {
         /// The NetBSD errno.
         errno: Errno,
     },
-    /// Local standard input or output failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    /// Reading local standard input failed.
+    #[error("standard input: {0}")]
+    Input(std::io::Error),
+    /// Writing local standard output failed.
+    #[error("standard output: {0}")]
+    Output(std::io::Error),
 }
 
-fn at(what: impl Into<String>) -> impl FnOnce(Errno) -> CallError {
-    let what = what.into();
+impl CallError {
+    /// Whether this is standard output's reader having gone away (EPIPE):
+    /// not a failure of the call, the end of what anyone wanted.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CallError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// `op` and its paths for a message, each shortened if long.
+fn what(op: &str, paths: &[&str]) -> String {
+    let mut s = op.to_string();
+    for p in paths {
+        s.push(' ');
+        s.push_str(&short_name(p));
+    }
+    s
+}
+
+fn at(op: &str, paths: &[&str]) -> impl FnOnce(Errno) -> CallError {
+    let what = what(op, paths);
     move |errno| CallError::Errno { what, errno }
+}
+
+fn out_err(e: std::io::Error) -> CallError {
+    CallError::Output(e)
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -106,6 +146,9 @@ pub fn run_with(
         Some(u) => u,
         None => std::env::var(sp_client::SERVER_VAR).map_err(|_| CallError::NoServer)?,
     };
+    if let Err(err) = sp_transport::parse(&url, sp_transport::Role::Client) {
+        return Err(CallError::BadUrl { url, err });
+    }
     let client = Client::connect_with(&url, Options::new().name("sp-call")).map_err(|err| {
         CallError::Connect {
             url: url.clone(),
@@ -114,11 +157,11 @@ pub fn run_with(
     })?;
     match args.op {
         Op::Getpid => {
-            let (pid, ppid) = client.getpid().map_err(at("getpid"))?;
-            writeln!(out, "pid {pid} ppid {ppid}")?;
+            let (pid, ppid) = client.getpid().map_err(at("getpid", &[]))?;
+            writeln!(out, "pid {pid} ppid {ppid}").map_err(out_err)?;
         }
         Op::Ls { path } => {
-            let mut entries = client.read_dir(&path).map_err(at(format!("ls {path}")))?;
+            let mut entries = client.read_dir(&path).map_err(at("ls", &[&path]))?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             for e in entries {
                 let suffix = match e.kind {
@@ -126,22 +169,20 @@ pub fn run_with(
                     dt::DT_FIFO => "|",
                     _ => "",
                 };
-                writeln!(out, "{}{suffix}", String::from_utf8_lossy(&e.name))?;
+                writeln!(out, "{}{suffix}", String::from_utf8_lossy(&e.name)).map_err(out_err)?;
             }
         }
         Op::Cat { path } => {
             let fd = client
                 .open(&path, oflag::O_RDONLY, 0)
-                .map_err(at(format!("cat {path}")))?;
+                .map_err(at("cat", &[&path]))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
-                let n = client
-                    .read(fd, &mut buf)
-                    .map_err(at(format!("cat {path}")))?;
+                let n = client.read(fd, &mut buf).map_err(at("cat", &[&path]))?;
                 if n == 0 {
                     break;
                 }
-                out.write_all(&buf[..n])?;
+                out.write_all(&buf[..n]).map_err(out_err)?;
             }
             let _ = client.close(fd);
         }
@@ -149,10 +190,10 @@ pub fn run_with(
             let flags = oflag::O_WRONLY | oflag::O_CREAT | oflag::O_TRUNC;
             let fd = client
                 .open(&path, flags, 0o644)
-                .map_err(at(format!("put {path}")))?;
+                .map_err(at("put", &[&path]))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
-                let n = input.read(&mut buf)?;
+                let n = input.read(&mut buf).map_err(CallError::Input)?;
                 if n == 0 {
                     break;
                 }
@@ -160,24 +201,22 @@ pub fn run_with(
                 while done < n {
                     done += client
                         .write(fd, &buf[done..n])
-                        .map_err(at(format!("put {path}")))?;
+                        .map_err(at("put", &[&path]))?;
                 }
             }
-            client.close(fd).map_err(at(format!("put {path}")))?;
+            client.close(fd).map_err(at("put", &[&path]))?;
         }
-        Op::Mkdir { path } => client
-            .mkdir(&path, 0o755)
-            .map_err(at(format!("mkdir {path}")))?,
+        Op::Mkdir { path } => client.mkdir(&path, 0o755).map_err(at("mkdir", &[&path]))?,
         Op::Rm { path } => {
-            let st = client.lstat(&path).map_err(at(format!("rm {path}")))?;
+            let st = client.lstat(&path).map_err(at("rm", &[&path]))?;
             if st.st_mode.get() & mode::S_IFMT == mode::S_IFDIR {
-                client.rmdir(&path).map_err(at(format!("rm {path}")))?;
+                client.rmdir(&path).map_err(at("rm", &[&path]))?;
             } else {
-                client.unlink(&path).map_err(at(format!("rm {path}")))?;
+                client.unlink(&path).map_err(at("rm", &[&path]))?;
             }
         }
         Op::Stat { path } => {
-            let st = client.stat(&path).map_err(at(format!("stat {path}")))?;
+            let st = client.stat(&path).map_err(at("stat", &[&path]))?;
             let m = st.st_mode.get();
             let kind = match m & mode::S_IFMT {
                 mode::S_IFDIR => "directory",
@@ -193,20 +232,25 @@ pub fn run_with(
                 st.st_size.get(),
                 st.st_ino.get(),
                 st.st_nlink.get()
-            )?;
+            )
+            .map_err(out_err)?;
         }
-        Op::Mv { from, to } => client
-            .rename(&from, &to)
-            .map_err(at(format!("mv {from} {to}")))?,
+        Op::Mv { from, to } => client.rename(&from, &to).map_err(at("mv", &[&from, &to]))?,
     }
     Ok(())
 }
 
-/// Runs one operation on the process's stdin and stdout.
+/// Runs one operation on the process's stdin and stdout. A reader of
+/// stdout that went away early ends it quietly with success, as `head`
+/// at the end of a pipeline expects; the remote descriptor goes with the
+/// connection.
 pub fn run(args: CallArgs) -> Result<(), CallError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    run_with(args, &mut std::io::stdin().lock(), &mut out)?;
-    out.flush()?;
-    Ok(())
+    let res = run_with(args, &mut std::io::stdin().lock(), &mut out)
+        .and_then(|()| out.flush().map_err(out_err));
+    match res {
+        Err(e) if e.is_broken_pipe() => Ok(()),
+        other => other,
+    }
 }
