@@ -1,8 +1,9 @@
 //! The bench harness as a smoke test: a tiny run over unix with the real
 //! `sp` binary (server, echo peer and client processes) that checks every
-//! row produced numbers. No timing is asserted.
+//! row produced numbers and that the table is in plain words, naming the
+//! server it measured. No timing is asserted.
 
-use sp_testkit::bench::report::{Anchor, Status};
+use sp_testkit::bench::report::Status;
 use sp_testkit::bench::{self, Mode, Options};
 use std::path::PathBuf;
 
@@ -19,14 +20,16 @@ fn every_figure_produces_numbers() {
     assert!(measured.len() >= 6, "too few rows measured:\n{md}");
     for r in &measured {
         assert_eq!(r.status, Status::Measured, "{}:\n{md}", r.figure);
-        let ours = r.ours.as_ref().expect("numbers");
+        let m = r.measured.as_ref().expect("numbers");
         assert!(
-            ours.values.len() >= 2 && ours.values.iter().all(|v| v.is_finite() && *v > 0.0),
-            "{}: {ours:?}\n{md}",
+            m.values.len() >= 2 && m.values.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{}: {m:?}\n{md}",
             r.figure
         );
-        if let Some(Anchor::Measured { summary, .. }) = &r.anchor {
-            assert!(summary.values.iter().all(|v| v.is_finite() && *v > 0.0));
+        // Every anchor is a measurement of this run, with its repetitions.
+        if let Some(a) = &r.anchor {
+            assert!(!a.summary.values.is_empty(), "{}\n{md}", r.figure);
+            assert!(a.summary.values.iter().all(|v| v.is_finite() && *v > 0.0));
         }
         if r.target.is_some() && r.anchor.is_some() {
             assert!(r.met().is_some(), "{}: no verdict\n{md}", r.figure);
@@ -44,6 +47,19 @@ fn every_figure_produces_numbers() {
             measured.iter().any(|r| r.figure.starts_with(figure)),
             "{figure} missing:\n{md}"
         );
+    }
+    // The table names the server it measured and speaks to its reader,
+    // not to the issue that asked for it.
+    assert!(
+        md.starts_with("## sysproxy bench of sp serve (model kernel)\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| sp serve (model kernel): median [min..max] |"),
+        "{md}"
+    );
+    for word in ["ours", "issue", "C at"] {
+        assert!(!md.contains(word), "{word:?} in the table:\n{md}");
     }
     let json = report.to_json();
     assert_eq!(

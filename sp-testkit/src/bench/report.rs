@@ -65,52 +65,33 @@ impl Unit {
     }
 }
 
-/// What a figure is compared with.
+/// What a figure is compared with: something measured in the same run
+/// (never a number copied from elsewhere, which would compare machines).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Anchor {
-    /// Measured in the same run.
-    Measured {
-        /// What was measured.
-        what: String,
-        /// Its numbers.
-        summary: Summary,
-    },
-    /// A fixed number from elsewhere (the C figures of the issue).
-    Fixed {
-        /// Where it comes from.
-        what: String,
-        /// The number, in the row's unit.
-        value: f64,
-    },
+pub struct Anchor {
+    /// What was measured, in plain words.
+    pub what: String,
+    /// Its numbers.
+    pub summary: Summary,
 }
 
 impl Anchor {
-    /// The number a ratio is taken against.
+    /// The number a ratio is taken against: the anchor's median.
     pub fn value(&self) -> f64 {
-        match self {
-            Anchor::Measured { summary, .. } => summary.median,
-            Anchor::Fixed { value, .. } => *value,
-        }
-    }
-
-    /// What it is.
-    pub fn what(&self) -> &str {
-        match self {
-            Anchor::Measured { what, .. } | Anchor::Fixed { what, .. } => what,
-        }
+        self.summary.median
     }
 }
 
 /// A row's goal.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
-    /// ours / anchor at most this.
+    /// measured / anchor at most this.
     RatioAtMost(f64),
-    /// ours / anchor at least this.
+    /// measured / anchor at least this.
     RatioAtLeast(f64),
-    /// ours (median) at most this, in the row's unit.
+    /// The measured median at most this, in the row's unit.
     AtMost(f64),
-    /// ours (median) equal to the anchor (median).
+    /// The measured median equal to the anchor's.
     SameAsAnchor,
 }
 
@@ -144,13 +125,13 @@ pub struct Row {
     pub transport: String,
     /// What is measured.
     pub figure: String,
-    /// The unit of `ours` (and of the anchor).
+    /// The unit of `measured` (and of the anchor).
     pub unit: Unit,
-    /// Our numbers over the repetitions.
-    pub ours: Option<Summary>,
+    /// The measured server's numbers over the repetitions.
+    pub measured: Option<Summary>,
     /// What they are compared with.
     pub anchor: Option<Anchor>,
-    /// The goal, if the issue sets one.
+    /// The goal, if the row has one.
     pub target: Option<Target>,
     /// Anything else worth a glance (percentiles, raw readings).
     pub notes: String,
@@ -167,7 +148,7 @@ impl Row {
             transport: transport.to_string(),
             figure: figure.to_string(),
             unit,
-            ours: None,
+            measured: None,
             anchor: None,
             target: None,
             notes: String::new(),
@@ -176,10 +157,10 @@ impl Row {
         }
     }
 
-    /// ours / anchor (medians), when both exist.
+    /// measured / anchor (medians), when both exist.
     pub fn ratio(&self) -> Option<f64> {
         let a = self.anchor.as_ref()?.value();
-        let o = self.ours.as_ref()?.median;
+        let o = self.measured.as_ref()?.median;
         (a != 0.0).then(|| o / a)
     }
 
@@ -188,12 +169,12 @@ impl Row {
         if self.status != Status::Measured {
             return None;
         }
-        let ours = self.ours.as_ref()?.median;
+        let median = self.measured.as_ref()?.median;
         match self.target? {
             Target::RatioAtMost(x) => self.ratio().map(|r| r <= x),
             Target::RatioAtLeast(x) => self.ratio().map(|r| r >= x),
-            Target::AtMost(x) => Some(ours <= x),
-            Target::SameAsAnchor => self.anchor.as_ref().map(|a| ours == a.value()),
+            Target::AtMost(x) => Some(median <= x),
+            Target::SameAsAnchor => self.anchor.as_ref().map(|a| median == a.value()),
         }
     }
 
@@ -222,11 +203,8 @@ impl Row {
             "transport": self.transport,
             "figure": self.figure,
             "unit": self.unit.name(),
-            "ours": self.ours.as_ref().map(Summary::to_json),
-            "anchor": self.anchor.as_ref().map(|a| match a {
-                Anchor::Measured { what, summary } => json!({"what": what, "measured": summary.to_json()}),
-                Anchor::Fixed { what, value } => json!({"what": what, "fixed": value}),
-            }),
+            "measured": self.measured.as_ref().map(Summary::to_json),
+            "anchor": self.anchor.as_ref().map(|a| json!({"what": a.what, "measured": a.summary.to_json()})),
             "ratio": self.ratio(),
             "target": self.target.map(|t| t.text(self.unit)),
             "met": self.met(),
@@ -251,7 +229,8 @@ pub struct Report {
     pub started: u64,
     /// CPUs the machine offers.
     pub cpus: usize,
-    /// The server measured: a URL given by the user, or "local".
+    /// The server measured, in plain words: `sp serve (model kernel)` when
+    /// the bench started it, else `server at URL`.
     pub server: String,
     /// The rows, in measurement order.
     pub rows: Vec<Row>,
@@ -267,28 +246,28 @@ impl Report {
     /// The markdown table, with the notes that explain it.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "## sysproxy bench: {} mode, {} repetition{}, {} CPUs, pinning {}, server {}, {:.0} s\n\n",
+            "## sysproxy bench of {}\n\n{} mode, {} repetition{}, {} CPUs, pinning {}, {:.0} s\n\n",
+            self.server,
             self.mode.name(),
             self.reps,
             if self.reps == 1 { "" } else { "s" },
             self.cpus,
             self.pin.name(),
-            self.server,
             self.seconds
         );
-        s.push_str("| transport | figure | ours: median [min..max] | anchor | ratio | target | met? | notes |\n");
+        s.push_str(&format!(
+            "| transport | figure | {}: median [min..max] | anchor (same run) | ratio | target | met? | notes |\n",
+            cell(&self.server)
+        ));
         s.push_str("|---|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
-            let ours = match (&r.status, &r.ours) {
+            let measured = match (&r.status, &r.measured) {
                 (Status::Failed(e), _) => format!("error: {e}"),
-                (_, Some(o)) => r.unit.fmt_summary(o),
+                (_, Some(m)) => r.unit.fmt_summary(m),
                 _ => "—".to_string(),
             };
             let anchor = match &r.anchor {
-                Some(Anchor::Measured { what, summary }) => {
-                    format!("{} ({what})", r.unit.fmt_summary(summary))
-                }
-                Some(Anchor::Fixed { what, value }) => format!("{} ({what})", r.unit.fmt(*value)),
+                Some(a) => format!("{} ({})", r.unit.fmt_summary(&a.summary), a.what),
                 None => "—".to_string(),
             };
             let ratio = r.ratio().map_or("—".to_string(), |x| format!("{x:.2}×"));
@@ -297,7 +276,7 @@ impl Report {
                 "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 cell(&r.transport),
                 cell(&r.figure),
-                cell(&ours),
+                cell(&measured),
                 cell(&anchor),
                 ratio,
                 target,
@@ -305,22 +284,23 @@ impl Report {
                 cell(&r.notes)
             ));
         }
-        s.push_str(
-            "\nRatios are ours / anchor of the medians, both measured in this run between two \
-             processes on the same transport (raw anchors: a thread-per-connection echo peer \
-             answering frames of the protocol's sizes; streaming: 1 MiB chunks one way, then a \
-             ping). Latency rows: median of the per-repetition medians; bandwidth and \
-             throughput rows: median of the per-repetition rates. The C figures (45.9k getpid/s \
-             at 16 clients, 23.5k at 200) come from the issue, not from this run; 64 clients are \
-             held to the 16-client figure and 256 to the 200-client one. The clients are raw \
-             frame clients (one process each), so the figures measure the server. write/read \
-             are pwrite/pread at offset 0 of a regular file of the client's own in the server's \
-             /tmp (the model's /dev/null would take a write without asking for the data). \
-             Without pinning, where the scheduler puts the two ends of a connection decides \
-             much: on a VM a wakeup on the other CPU can cost tens of µs more than one on the \
-             same CPU, so a row's spread often shows two placements; `--pin same` or `--pin \
+        s.push_str(&format!(
+            "\nEach ratio is the median of {} over the median of its anchor. Every \
+             anchor was measured in this run, between two processes on the same transport: \
+             a raw peer (one thread per connection) answering frames of the protocol's sizes, \
+             raw streaming (1 MiB chunks one way, then a ping), the same server with 1 client \
+             (so the ratio of a many-client throughput row says how it scales), or with 16 \
+             clients (for 1,000). Latency rows: median of the per-repetition medians; \
+             bandwidth and throughput rows: median of the per-repetition rates. Each client \
+             is a process of its own speaking raw frames, so the figures measure the server. \
+             write/read are pwrite/pread at offset 0 of a regular file of the client's own in \
+             the server's /tmp (a write to /dev/null would not need the data). Without \
+             pinning, where the scheduler puts the two ends of a connection decides much: on \
+             a VM a wakeup on the other CPU can cost tens of µs more than one on the same \
+             CPU, so a row's spread often shows two placements; `--pin same` or `--pin \
              split` fixes them.\n",
-        );
+            self.server
+        ));
         s
     }
 
@@ -364,8 +344,8 @@ mod tests {
     #[test]
     fn verdicts() {
         let mut r = Row::new("unix", "getpid round trip", Unit::Micros);
-        r.ours = Summary::of(&[11.0, 10.0, 12.0]);
-        r.anchor = Some(Anchor::Measured {
+        r.measured = Summary::of(&[11.0, 10.0, 12.0]);
+        r.anchor = Some(Anchor {
             what: "raw".into(),
             summary: Summary::of(&[10.0]).unwrap(),
         });
@@ -375,12 +355,46 @@ mod tests {
         r.target = Some(Target::RatioAtLeast(1.2));
         assert_eq!(r.verdict(), "**not met**");
         assert_eq!(
-            Unit::Micros.fmt_summary(r.ours.as_ref().unwrap()),
+            Unit::Micros.fmt_summary(r.measured.as_ref().unwrap()),
             "11.0 µs [10.0..12.0]"
         );
         let s = Summary::of(&[45_900.0, 50_000.0]).unwrap();
         assert_eq!(Unit::OpsPerSec.fmt_summary(&s), "48.0k/s [45.9k..50.0k]");
         r.status = Status::Skipped("quick mode".into());
         assert_eq!(r.verdict(), "not run (quick mode)");
+    }
+
+    #[test]
+    fn the_table_names_the_server_at_a_url() {
+        let mut r = Row::new("tcp", "getpid throughput, 16 clients", Unit::OpsPerSec);
+        r.measured = Summary::of(&[32_000.0, 30_000.0]);
+        r.anchor = Some(Anchor {
+            what: "the same server, 1 client".into(),
+            summary: Summary::of(&[16_000.0]).unwrap(),
+        });
+        let report = Report {
+            mode: Mode::Quick,
+            pin: Pin::None,
+            reps: 2,
+            started: 0,
+            cpus: 2,
+            server: crate::bench::server_name(Some("tcp://10.0.0.2:5000")),
+            rows: vec![r],
+            seconds: 1.0,
+        };
+        let md = report.markdown();
+        assert!(md.starts_with("## sysproxy bench of server at tcp://10.0.0.2:5000\n"));
+        assert!(md.contains("| server at tcp://10.0.0.2:5000: median [min..max] |"));
+        assert!(
+            md.contains("| 16.0k/s (the same server, 1 client) | 1.94× |"),
+            "{md}"
+        );
+        assert!(!md.contains("ours") && !md.contains("issue"), "{md}");
+        let json = report.to_json();
+        assert_eq!(
+            json["rows"][0]["anchor"]["what"],
+            "the same server, 1 client"
+        );
+        assert!(json["rows"][0].get("ours").is_none());
     }
 }
