@@ -1,8 +1,8 @@
 //! Typed wrappers for the system calls of the model kernel, with NetBSD
 //! numbers, argument layouts and errno values.
 
-use crate::{Call, Client, Errno};
-use sp_proto::abi::{misc, oflag, sys, Dirent, Stat};
+use crate::abi::{misc, oflag, sys, Dirent, Stat as RawStat};
+use crate::{Call, Client, DirEntry, Errno, Stat};
 use std::ffi::CString;
 
 /// A path as a C string; an interior NUL is EINVAL.
@@ -121,28 +121,45 @@ impl Client {
         self.call(Call::new(sys::FSYNC).int(fd)).map(drop)
     }
 
-    fn stat_call(&self, sysnum: u32, path: &[u8]) -> Result<Stat, Errno> {
+    fn stat_call(&self, sysnum: u32, path: &[u8]) -> Result<RawStat, Errno> {
         let p = cpath(path)?;
-        let mut buf = [0u8; Stat::SIZE];
+        let mut buf = [0u8; RawStat::SIZE];
         self.call(Call::new(sysnum).cstr(&p).output(&mut buf))?;
-        Stat::from_bytes(&buf).ok_or(Errno::EIO)
+        RawStat::from_bytes(&buf).ok_or(Errno::EIO)
     }
 
-    /// stat(2) (NetBSD's `__stat50`), returning NetBSD's `struct stat`.
+    /// stat(2) (NetBSD's `__stat50`): the status of the file at `path`,
+    /// symbolic links followed.
     pub fn stat(&self, path: impl AsRef<[u8]>) -> Result<Stat, Errno> {
+        self.stat_raw(path).map(Stat::from)
+    }
+
+    /// lstat(2): like [`Client::stat`], but a symbolic link is not
+    /// followed.
+    pub fn lstat(&self, path: impl AsRef<[u8]>) -> Result<Stat, Errno> {
+        self.lstat_raw(path).map(Stat::from)
+    }
+
+    /// fstat(2): the status of the file open as `fd`.
+    pub fn fstat(&self, fd: i32) -> Result<Stat, Errno> {
+        self.fstat_raw(fd).map(Stat::from)
+    }
+
+    /// [`Client::stat`] returning NetBSD's `struct stat` as it came.
+    pub fn stat_raw(&self, path: impl AsRef<[u8]>) -> Result<RawStat, Errno> {
         self.stat_call(sys::STAT, path.as_ref())
     }
 
-    /// lstat(2).
-    pub fn lstat(&self, path: impl AsRef<[u8]>) -> Result<Stat, Errno> {
+    /// [`Client::lstat`] returning NetBSD's `struct stat` as it came.
+    pub fn lstat_raw(&self, path: impl AsRef<[u8]>) -> Result<RawStat, Errno> {
         self.stat_call(sys::LSTAT, path.as_ref())
     }
 
-    /// fstat(2).
-    pub fn fstat(&self, fd: i32) -> Result<Stat, Errno> {
-        let mut buf = [0u8; Stat::SIZE];
+    /// [`Client::fstat`] returning NetBSD's `struct stat` as it came.
+    pub fn fstat_raw(&self, fd: i32) -> Result<RawStat, Errno> {
+        let mut buf = [0u8; RawStat::SIZE];
         self.call(Call::new(sys::FSTAT).int(fd).output(&mut buf))?;
-        Stat::from_bytes(&buf).ok_or(Errno::EIO)
+        RawStat::from_bytes(&buf).ok_or(Errno::EIO)
     }
 
     /// getdents(2): fills `buf` with NetBSD `struct dirent` records (decode
@@ -153,9 +170,15 @@ impl Client {
             .and_then(count)
     }
 
-    /// Every entry of the directory at `path` (open, getdents until the end,
-    /// close).
-    pub fn read_dir(&self, path: impl AsRef<[u8]>) -> Result<Vec<Dirent>, Errno> {
+    /// Every entry of the directory at `path`, `.` and `..` included, in the
+    /// kernel's order (open, getdents until the end, close).
+    pub fn read_dir(&self, path: impl AsRef<[u8]>) -> Result<Vec<DirEntry>, Errno> {
+        self.read_dir_raw(path)
+            .map(|v| v.into_iter().map(DirEntry::from).collect())
+    }
+
+    /// [`Client::read_dir`] returning NetBSD's records as they came.
+    pub fn read_dir_raw(&self, path: impl AsRef<[u8]>) -> Result<Vec<Dirent>, Errno> {
         let fd = self.open(path, oflag::O_RDONLY | oflag::O_DIRECTORY, 0)?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 4096];

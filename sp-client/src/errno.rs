@@ -272,8 +272,8 @@ impl ErrnoExt for Errno {
 /// ```no_run
 /// use sp_client::{Client, IoResultExt};
 ///
-/// fn pid(c: &Client) -> std::io::Result<i32> {
-///     Ok(c.getpid().into_io()?.0)
+/// fn size(c: &Client, path: &str) -> std::io::Result<u64> {
+///     Ok(c.stat(path).into_io()?.size())
 /// }
 /// ```
 pub trait IoResultExt<T> {

@@ -75,6 +75,7 @@ mod error;
 mod fuzz;
 mod memory;
 mod process;
+mod stat;
 mod transport;
 
 #[cfg(test)]
@@ -93,6 +94,7 @@ pub use sp_proto::{
     Banner, BannerError, BodyError, Cookie, DecodeError, Errno, ErrorCode, MsgType,
 };
 pub use sp_transport::UrlError;
+pub use stat::{DirEntry, FileTime, FileType, Stat};
 
 /// NetBSD's numbers and structures, as they cross the wire: open flags
 /// ([`abi::oflag`]), `SEEK_*` and `R_OK`-style constants ([`abi::misc`]),

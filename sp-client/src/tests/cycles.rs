@@ -877,15 +877,19 @@ fn path_and_struct_wrappers() {
         p.ret(r, 0, [3, 0]);
     });
     let st = c.stat("/f").unwrap();
-    assert_eq!((st.st_size.get(), st.st_mode.get()), (1234, 0o100644));
+    assert_eq!((st.size(), st.mode()), (1234, 0o100644));
+    assert!(st.is_file());
+    assert_eq!(st.permissions(), 0o644);
     assert_eq!(c.pipe2(0), Ok((6, 7)));
     assert_eq!(c.getcwd(), Ok(b"/dir".to_vec()));
     assert_eq!(c.rename("/a", "/b"), Ok(()));
     let ents = c.read_dir("/d").unwrap();
     assert_eq!(
-        ents.iter().map(|e| e.name.as_slice()).collect::<Vec<_>>(),
+        ents.iter().map(|e| e.name()).collect::<Vec<_>>(),
         [&b"."[..], b"file"]
     );
+    assert!(ents[0].is_dir() && ents[1].is_file());
+    assert_eq!(ents[1].ino(), 9);
     assert_eq!(c.writev(1, &[b"ab", b"def"]), Ok(5));
     let (mut x, mut y) = ([0u8; 2], [0u8; 1]);
     assert_eq!(c.readv(0, &mut [&mut x, &mut y]), Ok(3));
