@@ -403,6 +403,13 @@ fn sp_call_takes_server_anywhere() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // RUMP_SERVER is used without --server; a failed connect names the
+    // URL once, on one line.
+    let out = call(&["getpid"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sp: cannot reach unix:///nonexistent/nobody.sock: No such file or directory (os error 2)\n"
+    );
     signal(&s.child, "TERM");
     assert!(s.wait_exit().success());
 }

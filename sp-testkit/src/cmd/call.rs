@@ -83,7 +83,7 @@ pub enum CallError {
         err: sp_transport::UrlError,
     },
     /// Connecting or the handshake failed.
-    #[error("cannot reach {}: {err}", short_name(url))]
+    #[error("cannot reach {}: {}", short_name(url), connect_reason(err))]
     Connect {
         /// The URL.
         url: String,
@@ -111,6 +111,14 @@ impl CallError {
     /// not a failure of the call, the end of what anyone wanted.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CallError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Why a connect failed, without the URL the message already names.
+fn connect_reason(err: &sp_client::Error) -> String {
+    match err {
+        sp_client::Error::Connect { source, .. } => source.to_string(),
+        other => other.to_string(),
     }
 }
 
