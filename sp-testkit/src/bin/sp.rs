@@ -26,6 +26,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the model kernel on URL (unix://PATH, tcp://A.B.C.D:PORT, tcp6://[ADDR]:PORT).
+    #[command(
+        after_help = "Signals: SIGINT and SIGTERM stop the server (a unix socket file is \
+        removed); SIGHUP is logged and ignored; SIGUSR1 logs the counters (connections, \
+        preforks, system calls in flight, accepted, dropped, workers), which are also logged \
+        at exit. Options that cannot work stop it at start with status 2."
+    )]
     Serve(sp_testkit::cmd::serve::ServeArgs),
     /// Make a system call in a remote kernel (URL from --server or RUMP_SERVER).
     Call(sp_testkit::cmd::call::CallArgs),
