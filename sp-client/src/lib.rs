@@ -72,6 +72,7 @@ mod calls;
 mod conn;
 mod errno;
 mod error;
+mod file;
 mod fuzz;
 mod memory;
 mod process;
@@ -87,6 +88,7 @@ pub use errno::{
     RemoteErrno,
 };
 pub use error::{CopyKind, DisconnectReason, Error, HandshakeError, ProtocolError, RefusedCopy};
+pub use file::{RemoteFile, IO_CHUNK};
 pub use fuzz::fuzz_server_bytes;
 pub use memory::Mapping;
 pub use process::{ForkResult, EXECFD_VAR};

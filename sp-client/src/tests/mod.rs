@@ -4,6 +4,7 @@
 
 mod connect;
 mod cycles;
+mod files;
 mod process;
 mod threads;
 mod vectors;
