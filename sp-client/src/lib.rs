@@ -3,16 +3,51 @@
 //!
 //! ```no_run
 //! use sp_client::abi::oflag;
-//! use sp_client::Client;
+//! use sp_client::{Client, Options};
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
 //!
-//! let client = Client::connect("unix:///tmp/rump.sock")?;
+//! // The server's URL, as the C client takes it from RUMP_SERVER.
+//! let opts = Options::new().connect_timeout(Duration::from_secs(5));
+//! let client = Client::connect_with("unix:///tmp/rump.sock", opts)?;
 //! let (pid, _ppid) = client.getpid()?;
-//! let fd = client.open("/hello", oflag::O_CREAT | oflag::O_RDWR, 0o644)?;
-//! client.write(fd, b"hi from pid ")?;
-//! client.write(fd, pid.to_string().as_bytes())?;
+//!
+//! // Whole files, and files as std::io handles.
+//! client.write_file("/tmp/hello", format!("hi from pid {pid}\n"))?;
+//! let mut f = client.open_file("/tmp/hello")?;
+//! let mut text = String::new();
+//! f.read_to_string(&mut text)?;
+//! let append = oflag::O_WRONLY | oflag::O_CREAT | oflag::O_APPEND;
+//! let mut log = client.open_file_with("/tmp/log", append, 0o644)?;
+//! log.write_all(text.as_bytes())?;
+//! log.close()?;
+//!
+//! // Decoded status and directory entries.
+//! let st = client.stat("/tmp/hello")?;
+//! assert!(st.is_file() && st.size() == text.len() as u64);
+//! for entry in client.read_dir("/tmp")? {
+//!     println!("{} {:?}", entry.name_lossy(), entry.file_type());
+//! }
+//!
+//! // The raw system calls are there too, with NetBSD's numbers and flags.
+//! let fd = client.open("/tmp/raw", oflag::O_CREAT | oflag::O_RDWR, 0o644)?;
+//! client.write(fd, b"raw")?;
 //! client.close(fd)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! `examples/` has small tools built on it: `rcat` (cat a remote file),
+//! `rcp` (copy files in and out) and `rls` (list a remote directory).
+//!
+//! # Files
+//!
+//! [`Client::open_file`], [`Client::create_file`] and
+//! [`Client::open_file_with`] return a [`RemoteFile`]: `Read`, `Write` and
+//! `Seek`, closed on drop. [`Client::read_file`] and [`Client::write_file`]
+//! move whole files. [`Client::stat`], [`Client::lstat`] and
+//! [`Client::fstat`] return a decoded [`Stat`], [`Client::read_dir`] a
+//! list of [`DirEntry`]; the `*_raw` variants return NetBSD's structures
+//! ([`abi::Stat`], [`abi::Dirent`]) as they came.
 //!
 //! # What the server may touch
 //!
