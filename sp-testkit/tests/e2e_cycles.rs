@@ -113,22 +113,22 @@ fn file_io_and_errors() {
 
         // fstat and stat: sizes and modes (umask 022 leaves 0640 alone).
         let st = c.fstat(fd).unwrap();
-        assert_eq!(st.st_size.get(), 12);
-        assert_eq!(st.st_mode.get(), mode::S_IFREG | 0o640);
-        assert_eq!(st.st_nlink.get(), 1);
+        assert_eq!(st.size(), 12);
+        assert_eq!(st.mode(), mode::S_IFREG | 0o640);
+        assert_eq!(st.nlink(), 1);
         let by_path = c.stat("/tmp/e2e.txt").unwrap();
-        assert_eq!(by_path.st_ino.get(), st.st_ino.get());
-        assert_eq!(by_path.st_size.get(), 12);
+        assert_eq!(by_path.ino(), st.ino());
+        assert_eq!(by_path.size(), 12);
         assert_eq!(
-            c.stat("/tmp").unwrap().st_mode.get() & mode::S_IFMT,
+            c.stat("/tmp").unwrap().mode() & mode::S_IFMT,
             mode::S_IFDIR
         );
 
         // ftruncate down and up.
         c.ftruncate(fd, 5).unwrap();
-        assert_eq!(c.fstat(fd).unwrap().st_size.get(), 5);
+        assert_eq!(c.fstat(fd).unwrap().size(), 5);
         c.ftruncate(fd, 100).unwrap();
-        assert_eq!(c.stat("/tmp/e2e.txt").unwrap().st_size.get(), 100);
+        assert_eq!(c.stat("/tmp/e2e.txt").unwrap().size(), 100);
         let mut tail = [0xffu8; 10];
         assert_eq!(c.pread(fd, &mut tail, 50), Ok(10));
         assert_eq!(tail, [0; 10], "the extension reads as zeros");
@@ -138,7 +138,7 @@ fn file_io_and_errors() {
         // rename, then the old name is gone.
         c.rename("/tmp/e2e.txt", "/tmp/renamed.txt").unwrap();
         assert_eq!(c.stat("/tmp/e2e.txt").err(), Some(Errno(2)));
-        assert_eq!(c.stat("/tmp/renamed.txt").unwrap().st_size.get(), 100);
+        assert_eq!(c.stat("/tmp/renamed.txt").unwrap().size(), 100);
         assert_eq!(
             c.open("/tmp/renamed.txt", rw_new, 0o600),
             Err(Errno(17)),
@@ -149,7 +149,7 @@ fn file_io_and_errors() {
         c.unlink("/tmp/renamed.txt").unwrap();
         assert_eq!(c.stat("/tmp/renamed.txt").err(), Some(Errno::ENOENT));
         assert_eq!(c.unlink("/tmp/renamed.txt"), Err(Errno::ENOENT));
-        assert_eq!(c.fstat(fd).unwrap().st_nlink.get(), 0);
+        assert_eq!(c.fstat(fd).unwrap().nlink(), 0);
         assert_eq!(c.pread(fd, &mut five, 0), Ok(5));
         c.close(fd).unwrap();
 
@@ -167,7 +167,7 @@ fn file_io_and_errors() {
         c.mkdir("/tmp/d", 0o755).unwrap();
         assert_eq!(c.mkdir("/tmp/d", 0o755), Err(Errno(17)));
         assert_eq!(
-            c.stat("/tmp/d").unwrap().st_mode.get(),
+            c.stat("/tmp/d").unwrap().mode(),
             mode::S_IFDIR | 0o755
         );
         assert_eq!(
@@ -239,23 +239,23 @@ fn directory_listing_of_many_entries() {
         assert_eq!(ents.len(), N + 3, "{t:?}: files, subdir, . and ..");
         let dots: Vec<_> = ents
             .iter()
-            .filter(|e| e.name == b"." || e.name == b"..")
+            .filter(|e| e.name() == b"." || e.name() == b"..")
             .collect();
         assert_eq!(dots.len(), 2);
-        assert!(dots.iter().all(|e| e.kind == dt::DT_DIR));
-        let sub = ents.iter().find(|e| e.name == b"subdir").unwrap();
-        assert_eq!(sub.kind, dt::DT_DIR);
+        assert!(dots.iter().all(|e| e.raw_type() == dt::DT_DIR));
+        let sub = ents.iter().find(|e| e.name() == b"subdir").unwrap();
+        assert_eq!(sub.raw_type(), dt::DT_DIR);
         let mut files: Vec<Vec<u8>> = ents
             .iter()
-            .filter(|e| e.kind == dt::DT_REG)
-            .map(|e| e.name.clone())
+            .filter(|e| e.raw_type() == dt::DT_REG)
+            .map(|e| e.name().to_vec())
             .collect();
         files.sort();
         names.sort();
         assert_eq!(files, names);
         let st = c.stat("/tmp/many/file-number-0123").unwrap();
-        let e123 = ents.iter().find(|e| e.name == b"file-number-0123").unwrap();
-        assert_eq!(e123.fileno, st.st_ino.get(), "d_fileno is the inode");
+        let e123 = ents.iter().find(|e| e.name() == b"file-number-0123").unwrap();
+        assert_eq!(e123.ino(), st.ino(), "d_fileno is the inode");
 
         // Raw getdents with a small buffer: many calls, the same entries.
         let fd = c
@@ -270,7 +270,12 @@ fn directory_listing_of_many_entries() {
                 break;
             }
             calls += 1;
-            again.extend(sp_proto::abi::Dirent::decode_all(&small[..n]).unwrap());
+            again.extend(
+                sp_proto::abi::Dirent::decode_all(&small[..n])
+                    .unwrap()
+                    .into_iter()
+                    .map(sp_client::DirEntry::from_raw),
+            );
         }
         assert!(calls > 40, "{calls} getdents calls");
         assert_eq!(again, ents);
@@ -306,7 +311,7 @@ fn large_writes_and_reads_round_trip() {
                 )
                 .unwrap();
             assert_eq!(c.write(fd, &data), Ok(len), "{t:?}");
-            assert_eq!(c.fstat(fd).unwrap().st_size.get(), len as i64);
+            assert_eq!(c.fstat(fd).unwrap().size(), len as u64);
             assert_eq!(c.lseek(fd, 0, misc::SEEK_SET), Ok(0));
             let mut back = vec![0u8; len + 100];
             let mut got = 0;
@@ -478,7 +483,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
             Ok([4, 0])
         );
         assert_eq!(
-            c.fstat(fd).unwrap().st_size.get(),
+            c.fstat(fd).unwrap().size(),
             4,
             "refused writes wrote nothing"
         );

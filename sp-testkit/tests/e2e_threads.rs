@@ -70,7 +70,7 @@ fn worker(c: &Client, i: usize) {
             expect[at..].copy_from_slice(&patch);
         }
     }
-    assert_eq!(c.fstat(fd).unwrap().st_size.get(), expect.len() as i64);
+    assert_eq!(c.fstat(fd).unwrap().size(), expect.len() as u64);
     assert_eq!(c.lseek(fd, 0, misc::SEEK_SET), Ok(0));
     let mut all = vec![0u8; expect.len()];
     let mut got = 0;
@@ -133,7 +133,7 @@ fn eight_threads_with_interleaved_copies_and_a_blocked_reader() {
         assert_eq!(
             names
                 .iter()
-                .filter(|e| e.name.starts_with(b"worker-"))
+                .filter(|e| e.name().starts_with(b"worker-"))
                 .count(),
             THREADS
         );

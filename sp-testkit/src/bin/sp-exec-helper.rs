@@ -164,8 +164,8 @@ fn after(args: &[String]) -> Res<()> {
         })?;
     }
     let st = sys("fstat kept", c.fstat(kept))?;
-    ensure(st.st_size.get() == KEPT_DATA.len() as i64, || {
-        format!("kept file has size {}", st.st_size.get())
+    ensure(st.size() == KEPT_DATA.len() as u64, || {
+        format!("kept file has size {}", st.size())
     })?;
     ensure(
         sys("lseek kept", c.lseek(kept, 0, misc::SEEK_CUR))? == KEPT_DATA.len() as i64,

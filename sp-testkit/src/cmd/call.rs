@@ -170,14 +170,14 @@ pub fn run_with(
         }
         Op::Ls { path } => {
             let mut entries = client.read_dir(&path).map_err(at("ls", &[&path]))?;
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            entries.sort_by(|a, b| a.name().cmp(b.name()));
             for e in entries {
-                let suffix = match e.kind {
+                let suffix = match e.raw_type() {
                     dt::DT_DIR => "/",
                     dt::DT_FIFO => "|",
                     _ => "",
                 };
-                writeln!(out, "{}{suffix}", String::from_utf8_lossy(&e.name)).map_err(out_err)?;
+                writeln!(out, "{}{suffix}", String::from_utf8_lossy(e.name())).map_err(out_err)?;
             }
         }
         Op::Cat { path } => {
@@ -217,7 +217,7 @@ pub fn run_with(
         Op::Mkdir { path } => client.mkdir(&path, 0o755).map_err(at("mkdir", &[&path]))?,
         Op::Rm { path } => {
             let st = client.lstat(&path).map_err(at("rm", &[&path]))?;
-            if st.st_mode.get() & mode::S_IFMT == mode::S_IFDIR {
+            if st.is_dir() {
                 client.rmdir(&path).map_err(at("rm", &[&path]))?;
             } else {
                 client.unlink(&path).map_err(at("rm", &[&path]))?;
@@ -225,7 +225,7 @@ pub fn run_with(
         }
         Op::Stat { path } => {
             let st = client.stat(&path).map_err(at("stat", &[&path]))?;
-            let m = st.st_mode.get();
+            let m = st.mode();
             let kind = match m & mode::S_IFMT {
                 mode::S_IFDIR => "directory",
                 mode::S_IFREG => "regular file",
@@ -237,9 +237,9 @@ pub fn run_with(
                 out,
                 "{path}: {kind}, mode {:04o}, size {}, inode {}, links {}",
                 m & 0o7777,
-                st.st_size.get(),
-                st.st_ino.get(),
-                st.st_nlink.get()
+                st.size(),
+                st.ino(),
+                st.nlink()
             )
             .map_err(out_err)?;
         }

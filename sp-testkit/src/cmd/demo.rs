@@ -89,7 +89,7 @@ fn walk(url: &str, kernel: &ModelKernel) -> Step<usize> {
     check("file I/O", &back[..m] == text, || {
         format!("read back {:?}", String::from_utf8_lossy(&back[..m]))
     })?;
-    let size = c.fstat(fd).map_err(fail("fstat"))?.st_size.get();
+    let size = c.fstat(fd).map_err(fail("fstat"))?.size();
     println!(
         "   wrote {n} bytes to /demo/hello.txt, read {m} back unchanged; fstat says {size} bytes."
     );
@@ -109,7 +109,7 @@ fn walk(url: &str, kernel: &ModelKernel) -> Step<usize> {
         .read_dir("/demo")
         .map_err(fail("getdents"))?
         .iter()
-        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .map(|e| e.name_lossy().into_owned())
         .collect();
     names.sort();
     check(
