@@ -7,7 +7,7 @@ use crossbeam_channel::{bounded, Sender};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use parking_lot::Mutex;
-use sp_proto::{Errno, Message};
+use sp_proto::{Errno, Message, SysResult};
 use sp_transport::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
@@ -316,8 +316,52 @@ impl Conn {
     }
 }
 
-/// The port a kernel uses to reach the client of one connection.
-pub(crate) struct ConnPort(pub(crate) Arc<Conn>);
+/// The port a kernel uses to reach the client of one connection; the one
+/// handed to a system call also knows that call, for
+/// [`ClientPort::answer_now`].
+pub(crate) struct ConnPort {
+    conn: Arc<Conn>,
+    /// The request number of the call served, and whether its answer has
+    /// been sent already.
+    call: Option<(u64, AtomicBool)>,
+}
+
+impl ConnPort {
+    /// The connection's port, tied to no call (for the kernel to keep).
+    pub(crate) fn new(conn: Arc<Conn>) -> ConnPort {
+        ConnPort { conn, call: None }
+    }
+
+    /// The port handed to the system call numbered `reqno`.
+    pub(crate) fn for_call(conn: Arc<Conn>, reqno: u64) -> ConnPort {
+        ConnPort {
+            conn,
+            call: Some((reqno, AtomicBool::new(false))),
+        }
+    }
+
+    /// Sends the call's answer unless [`ClientPort::answer_now`] did.
+    pub(crate) fn answer(&self, res: SysResult) {
+        if let Some((reqno, answered)) = &self.call {
+            if !answered.swap(true, Ordering::AcqRel) {
+                let _ = self.conn.send(&syscall_answer(*reqno, res));
+            }
+        }
+    }
+}
+
+/// The SYSCALL response for a kernel's result.
+pub(crate) fn syscall_answer(reqno: u64, res: SysResult) -> Message<'static> {
+    let (error, retval) = match res {
+        Ok(rv) => (0, rv),
+        Err(e) => (e.0, [0, 0]),
+    };
+    Message::SyscallResp {
+        reqno,
+        error,
+        retval,
+    }
+}
 
 /// The port of a call run on the event-loop thread: it must not wait for
 /// the client (the loop is what would read the answer), so the waiting
@@ -348,6 +392,14 @@ impl ClientPort for InlinePort<'_> {
     fn raise(&self, signo: u32) -> Result<(), Errno> {
         self.0.raise(signo)
     }
+
+    fn answer_now(&self, result: SysResult) -> Result<(), Errno> {
+        self.0.answer_now(result)
+    }
+
+    fn disconnect(&self) {
+        self.0.disconnect()
+    }
 }
 
 impl ClientPort for ConnPort {
@@ -359,7 +411,7 @@ impl ClientPort for ConnPort {
     fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let want = len as u64;
         let data = self
-            .0
+            .conn
             .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
                 reqno,
                 string: false,
@@ -376,7 +428,7 @@ impl ClientPort for ConnPort {
     fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
         let len = maxlen as u64;
         let mut data = self
-            .0
+            .conn
             .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
                 reqno,
                 string: true,
@@ -397,11 +449,11 @@ impl ClientPort for ConnPort {
     }
 
     fn copyout(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
-        if self.0.is_dead() {
+        if self.conn.is_dead() {
             return Err(Errno::EFAULT);
         }
-        let reqno = self.0.next();
-        self.0
+        let reqno = self.conn.next();
+        self.conn
             .send(&Message::Copyout {
                 reqno,
                 string: false,
@@ -420,7 +472,7 @@ impl ClientPort for ConnPort {
         // A failed request is EFAULT, a client that could not map ENOMEM,
         // as in the reference.
         let data = self
-            .0
+            .conn
             .request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq {
                 reqno,
                 size,
@@ -433,12 +485,27 @@ impl ClientPort for ConnPort {
     }
 
     fn raise(&self, signo: u32) -> Result<(), Errno> {
-        if self.0.is_dead() {
+        if self.conn.is_dead() {
             return Err(Errno::ESRCH);
         }
-        self.0
+        self.conn
             .send(&Message::Raise { reqno: 0, signo })
             .map_err(|_| Errno::ESRCH)
+    }
+
+    fn answer_now(&self, result: SysResult) -> Result<(), Errno> {
+        match &self.call {
+            Some(_) => {
+                self.answer(result);
+                Ok(())
+            }
+            None => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    fn disconnect(&self) {
+        tracing::warn!("{}: ended by the kernel", self.conn.describe());
+        self.conn.close();
     }
 }
 

@@ -52,6 +52,24 @@ pub trait ClientPort: Send + Sync {
 
     /// Delivers NetBSD signal `signo` to the client. Does not wait.
     fn raise(&self, signo: u32) -> Result<(), Errno>;
+
+    /// Sends the answer of the system call this port was handed for, now,
+    /// before the kernel returns from it; the server sends nothing more
+    /// for that call when it returns. For a kernel about to stop the whole
+    /// host process from inside a call (a halting `reboot(2)`), whose
+    /// caller would otherwise never hear back. `EOPNOTSUPP` from a port
+    /// that was not handed to a system call (the default).
+    fn answer_now(&self, result: SysResult) -> Result<(), Errno> {
+        let _ = result;
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Ends the client's connection as if the client had closed it; the
+    /// server then tears it down as usual ([`Kernel::lwpexit`], then
+    /// [`Kernel::release`] once its calls have returned). For a kernel
+    /// that finds, after the handshake was answered, that it cannot serve
+    /// this client. The default does nothing.
+    fn disconnect(&self) {}
 }
 
 /// A shared handle to a client port; kernels keep one per process for

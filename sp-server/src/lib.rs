@@ -31,3 +31,6 @@ pub use config::{Config, IpNet};
 pub use kernel::{Args, ClientPort, Kernel, Port, ProcId};
 pub use pool::PoolStats;
 pub use server::{RunningServer, Server, ServerError, ServerHandle, Stats};
+/// The errno type and call result the [`Kernel`] trait speaks (NetBSD's
+/// numbers), re-exported so a kernel needs no direct `sp-proto` dependency.
+pub use sp_proto::abi::{Errno, SysResult};

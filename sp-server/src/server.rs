@@ -658,7 +658,7 @@ impl Ctx {
                 return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, &why);
             }
         };
-        let port: Port = Arc::new(ConnPort(conn.clone()));
+        let port: Port = Arc::new(ConnPort::new(conn.clone()));
         let proc = match hs {
             Handshake::Guest { comm } => {
                 let comm = comm_name(comm);
@@ -833,9 +833,9 @@ impl Ctx {
         if self.kernel.runs_inline(sysnum) {
             // No hand-off: the kernel promised this call neither blocks nor
             // waits for the client.
-            let port = ConnPort(conn.clone());
-            let res = self.kernel.syscall(proc, sysnum, args, &InlinePort(&port));
-            let _ = conn.send(&syscall_answer(reqno, res));
+            let port = ConnPort::for_call(conn.clone(), reqno);
+            let res = guarded_syscall(&*self.kernel, proc, sysnum, args, &InlinePort(&port));
+            port.answer(res);
             return;
         }
         // The slot is given back before the answer is sent, so a client
@@ -856,10 +856,10 @@ impl Ctx {
         let conn = conn.clone();
         let kernel = self.kernel.clone();
         self.shared.pool.execute(move || {
-            let port = ConnPort(conn.clone());
-            let res = kernel.syscall(proc, sysnum, &args, &port);
+            let port = ConnPort::for_call(conn.clone(), reqno);
+            let res = guarded_syscall(&*kernel, proc, sysnum, &args, &port);
             conn.busy.fetch_sub(1, Ordering::AcqRel);
-            let _ = conn.send(&syscall_answer(reqno, res));
+            port.answer(res);
             counter.fetch_sub(1, Ordering::Relaxed);
             conn.procs.lock().inflight -= 1;
             after_drain(&conn, &*kernel);
@@ -886,17 +886,28 @@ fn keep_spare(spare: &mut Vec<u8>, deframer: &mut Deframer) {
     }
 }
 
-/// The SYSCALL response for a kernel's result.
-fn syscall_answer(reqno: u64, res: sp_proto::SysResult) -> Message<'static> {
-    let (error, retval) = match res {
-        Ok(rv) => (0, rv),
-        Err(e) => (e.0, [0, 0]),
-    };
-    Message::SyscallResp {
-        reqno,
-        error,
-        retval,
-    }
+/// Runs one system call; a kernel that panics answers that call EIO and
+/// is logged, and the server and every other client go on.
+fn guarded_syscall(
+    kernel: &dyn Kernel,
+    proc: crate::ProcId,
+    sysnum: u32,
+    args: &[u8],
+    port: &dyn crate::ClientPort,
+) -> sp_proto::SysResult {
+    let run = std::panic::AssertUnwindSafe(|| kernel.syscall(proc, sysnum, args, port));
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        tracing::error!(
+            "kernel panicked in system call {sysnum} of pid {}: {what}; answering EIO",
+            kernel.pid(proc)
+        );
+        Err(sp_proto::Errno::EIO)
+    })
 }
 
 /// A server running on its own thread; dropping it shuts the server down
