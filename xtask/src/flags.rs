@@ -19,6 +19,12 @@ pub enum Cmd {
         /// A short measurement (under two minutes), without the codec benches.
         quick: bool,
     },
+    /// The opt-in real-kernel tests and the stock-against-ours bench
+    /// (needs `SP_RUMP_PREFIX`).
+    Rump {
+        /// One round of each bench instead of three.
+        quick: bool,
+    },
     /// Print the help.
     Help,
 }
@@ -42,6 +48,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "bench",
         "[--quick]",
         "sp bench (server vs raw anchors: table + target/bench/*.json), then the codec benches (--quick: < 2 min, no codec benches)",
+    ),
+    (
+        "rump",
+        "[--quick]",
+        "with SP_RUMP_PREFIX: the real-kernel tests, then the stock rump_server against ours preloaded, benched in one run (--quick: one round)",
     ),
     ("help", "", "print this help"),
 ];
@@ -77,6 +88,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
             stress: flag("--stress")?,
         }),
         "bench" => Ok(Cmd::Bench {
+            quick: flag("--quick")?,
+        }),
+        "rump" => Ok(Cmd::Rump {
             quick: flag("--quick")?,
         }),
         "fuzz" => match rest.as_slice() {
@@ -119,6 +133,8 @@ mod tests {
         assert_eq!(p(&["fuzz", "30"]), Ok(Cmd::Fuzz { secs: 30 }));
         assert_eq!(p(&["bench"]), Ok(Cmd::Bench { quick: false }));
         assert_eq!(p(&["bench", "--quick"]), Ok(Cmd::Bench { quick: true }));
+        assert_eq!(p(&["rump"]), Ok(Cmd::Rump { quick: false }));
+        assert_eq!(p(&["rump", "--quick"]), Ok(Cmd::Rump { quick: true }));
         assert_eq!(p(&["--help"]), Ok(Cmd::Help));
     }
 

@@ -8,11 +8,15 @@
 //!   beside its raw-socket anchor: a markdown table on stdout, JSON in
 //!   `<target>/bench/`), then the codec's criterion benches (`--quick`: a
 //!   run under two minutes, no criterion).
+//! - `rump [--quick]`: with `SP_RUMP_PREFIX` (a stock rump kernel's
+//!   install), the real-kernel tests and the stock `rump_server` benched
+//!   beside ours preloaded, in one run (see `rump.rs`).
 //!
 //! The repository rules live in `tidy.rs`, a `#[test]`, so plain
 //! `cargo test` enforces them.
 
 mod flags;
+mod rump;
 #[cfg(test)]
 mod tidy;
 
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Cmd::Test { stress } => test(stress),
         Cmd::Fuzz { secs } => fuzz(secs),
         Cmd::Bench { quick } => bench(quick),
+        Cmd::Rump { quick } => rump::rump(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
