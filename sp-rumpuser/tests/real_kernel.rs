@@ -50,7 +50,11 @@ fn prefix() -> Option<PathBuf> {
 /// (`cargo xtask rump` builds the release one first).
 fn our_library() -> PathBuf {
     if let Some(p) = std::env::var_os("SP_RUMPUSER_LIB") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        // A missing preload is only a warning to ld.so: the stock server
+        // would run in its place.
+        assert!(p.exists(), "SP_RUMPUSER_LIB={}: no such file", p.display());
+        return p;
     }
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap();
