@@ -133,17 +133,14 @@ pub(crate) fn rump(quick: bool) -> Result<(), String> {
         return Ok(());
     };
     Step {
-        args: &[
-            "build",
-            "--release",
-            "-p",
-            "sp-testkit",
-            "--bin",
-            "sp",
-            "-p",
-            "sp-rumpuser",
-        ],
-        hint: "sp or libsp_rumpuser.so failed to build.",
+        args: &["build", "--release", "-p", "sp-testkit", "--bin", "sp"],
+        hint: "The sp binary failed to build.",
+    }
+    .run()?;
+    // Its own step: a --bin filter would skip the library.
+    Step {
+        args: &["build", "--release", "-p", "sp-rumpuser", "--lib"],
+        hint: "libsp_rumpuser.so failed to build.",
     }
     .run()?;
     let target = target_dir();
