@@ -73,7 +73,14 @@ pub struct Config {
     /// Most clients connected at once; more are closed on accept.
     pub max_clients: usize,
     /// Bytes queued for a client that does not read before it is dropped.
+    /// A system call's output is not queued: its worker writes it as the
+    /// client reads (see `send_stall_timeout`), so this bounds only what
+    /// the event loop and concurrent calls have waiting.
     pub send_queue_bytes: usize,
+    /// How long a worker writing a call's output waits for a client that
+    /// takes nothing before the client is dropped. A client that reads
+    /// steadily, however slowly, gets every byte.
+    pub send_stall_timeout: Duration,
     /// Unclaimed preforks one client may hold.
     pub prefork_cap: usize,
     /// Unclaimed preforks on the whole server (a client that reconnects
@@ -119,6 +126,7 @@ impl Default for Config {
             max_frame: sp_proto::DEFAULT_MAX_FRAME,
             max_clients: 10_000,
             send_queue_bytes: 64 << 20,
+            send_stall_timeout: Duration::from_secs(30),
             prefork_cap: 16,
             prefork_total_cap: 4096,
             prefork_ttl: Duration::from_secs(120),

@@ -6,14 +6,16 @@ use crate::kernel::{ClientPort, Kernel, ProcId};
 use crossbeam_channel::{bounded, Sender};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use sp_proto::{Errno, Message, SysResult};
 use sp_transport::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a waiting kernel thread expects as the answer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,6 +43,9 @@ struct SendState {
     closed: bool,
     /// Why the send side dropped the client, for the loop's log line.
     drop_reason: Option<String>,
+    /// A worker is writing a frame straight from its own buffer, outside
+    /// the lock; nobody else writes to the socket meanwhile.
+    streaming: bool,
 }
 
 /// Process bookkeeping of a connection, changed by the loop and the workers.
@@ -62,7 +67,15 @@ pub(crate) struct Conn {
     pub(crate) stream: Stream,
     registry: Arc<Registry>,
     send: Mutex<SendState>,
+    /// Signalled when the queue empties, a streaming worker finishes, or
+    /// the connection closes.
+    drained: Condvar,
     send_limit: usize,
+    /// How long a worker's send waits for a client that reads nothing.
+    stall: Duration,
+    /// Bytes written by workers' sends, to tell a slow reader from one
+    /// that reads nothing.
+    sent: AtomicU64,
     waiters: Mutex<HashMap<u64, Waiter>>,
     next_reqno: AtomicU64,
     pub(crate) dead: AtomicBool,
@@ -79,6 +92,7 @@ impl Conn {
         stream: Stream,
         registry: Arc<Registry>,
         send_limit: usize,
+        stall: Duration,
     ) -> Conn {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Conn {
@@ -87,7 +101,10 @@ impl Conn {
             stream,
             registry,
             send: Mutex::new(SendState::default()),
+            drained: Condvar::new(),
             send_limit,
+            stall,
+            sent: AtomicU64::new(0),
             waiters: Mutex::new(HashMap::new()),
             next_reqno: AtomicU64::new(0),
             dead: AtomicBool::new(false),
@@ -131,40 +148,78 @@ impl Conn {
         }
     }
 
-    /// Queues or writes one frame. Never blocks: what the socket does not
-    /// take now is queued, and a queue over the limit ends the connection.
+    /// Queues or writes one frame. Never blocks (for the event loop):
+    /// what the socket does not take now is queued, and a queue over the
+    /// limit ends the connection.
     pub(crate) fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
         let enc = msg.encode();
-        self.send_parts(enc.head(), enc.payload)
+        self.send_parts(enc.head(), enc.payload, false)
     }
 
-    /// Queues or writes `head` then `payload` as one unit.
-    pub(crate) fn send_parts(&self, head: &[u8], payload: &[u8]) -> Result<(), Errno> {
+    /// Writes one frame from a worker thread, which may wait: what the
+    /// socket does not take at once is written from the caller's buffer
+    /// as the client reads (no copy, no queue), and a client is dropped
+    /// only when it takes nothing for the stall timeout. A large answer
+    /// to a client that reads steadily always gets through.
+    pub(crate) fn send_waiting(&self, msg: &Message<'_>) -> Result<(), Errno> {
+        let enc = msg.encode();
+        self.send_parts(enc.head(), enc.payload, true)
+    }
+
+    /// Queues or writes `head` then `payload` as one unit; `wait` as in
+    /// [`Conn::send_waiting`].
+    pub(crate) fn send_parts(&self, head: &[u8], payload: &[u8], wait: bool) -> Result<(), Errno> {
         let mut st = self.send.lock();
+        let total = head.len() + payload.len();
+        if wait {
+            // Someone is ahead: wait for them rather than grow the queue
+            // past its bound.
+            let mut deadline = Instant::now() + self.stall;
+            let mut seen = self.sent.load(Ordering::Relaxed);
+            // A worker streams (everything after it waits), or the queue
+            // would pass its bound.
+            while !st.closed
+                && (st.streaming || (!st.queue.is_empty() && st.queued + total > self.send_limit))
+            {
+                if self.drained.wait_until(&mut st, deadline).timed_out() {
+                    // Dropped only if nothing at all went out meanwhile.
+                    let now = self.sent.load(Ordering::Relaxed);
+                    if now == seen {
+                        let why = format!("client read nothing for {:?}", self.stall);
+                        return self.fail_send(&mut st, &why);
+                    }
+                    seen = now;
+                    deadline = Instant::now() + self.stall;
+                }
+            }
+        }
         if st.closed {
             return Err(Errno::ENOTCONN);
         }
         let mut written = 0;
-        let total = head.len() + payload.len();
-        if st.queue.is_empty() {
-            while written < total {
-                let res = if written < head.len() && payload.is_empty() {
-                    // A plain send(2) is cheaper than sendmsg(2) for the
-                    // common bodiless frame (a syscall answer).
-                    (&self.stream).write(&head[written..])
-                } else if written < head.len() {
-                    let bufs = [IoSlice::new(&head[written..]), IoSlice::new(payload)];
-                    (&self.stream).write_vectored(&bufs)
-                } else {
-                    (&self.stream).write(&payload[written - head.len()..])
-                };
-                match res {
-                    Ok(0) => return self.fail_send(&mut st, "socket closed"),
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return self.fail_send(&mut st, &e.to_string()),
+        if st.queue.is_empty() && !st.streaming {
+            match self.write_some(head, payload, &mut written) {
+                Ok(()) => {}
+                Err(why) => return self.fail_send(&mut st, &why),
+            }
+            if written < total && wait {
+                st.streaming = true;
+                drop(st);
+                let res = self.stream_rest(head, payload, &mut written);
+                let mut st = self.send.lock();
+                st.streaming = false;
+                self.drained.notify_all();
+                if let Err(why) = res {
+                    return self.fail_send(&mut st, &why);
                 }
+                if !st.queue.is_empty() {
+                    // Frames queued meanwhile: the loop writes them.
+                    st.want_write = true;
+                    self.set_interest(true);
+                } else if st.close_after_flush {
+                    self.close_now(&mut st);
+                }
+                return Ok(());
             }
         }
         if written < total {
@@ -184,12 +239,73 @@ impl Conn {
                 );
                 return self.fail_send(&mut st, &why);
             }
-            if !st.want_write {
+            if !st.want_write || st.streaming {
                 st.want_write = true;
-                self.set_interest(true);
+                if !st.streaming {
+                    self.set_interest(true);
+                }
             }
-        } else if st.close_after_flush && st.queue.is_empty() {
+        } else if st.close_after_flush && st.queue.is_empty() && !st.streaming {
             self.close_now(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes now of `head` then `payload`, from
+    /// offset `*written`, without waiting. `Err` is why the socket failed.
+    fn write_some(&self, head: &[u8], payload: &[u8], written: &mut usize) -> Result<(), String> {
+        let total = head.len() + payload.len();
+        while *written < total {
+            let res = if *written < head.len() && payload.is_empty() {
+                // A plain send(2) is cheaper than sendmsg(2) for the
+                // common bodiless frame (a syscall answer).
+                (&self.stream).write(&head[*written..])
+            } else if *written < head.len() {
+                let bufs = [IoSlice::new(&head[*written..]), IoSlice::new(payload)];
+                (&self.stream).write_vectored(&bufs)
+            } else {
+                (&self.stream).write(&payload[*written - head.len()..])
+            };
+            match res {
+                Ok(0) => return Err("socket closed".into()),
+                Ok(n) => {
+                    *written += n;
+                    self.sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The rest of a frame, as the socket takes it, waiting for room (at
+    /// most the stall timeout each time nothing moves). Called with
+    /// `streaming` set and the lock released.
+    fn stream_rest(&self, head: &[u8], payload: &[u8], written: &mut usize) -> Result<(), String> {
+        let total = head.len() + payload.len();
+        while *written < total {
+            let before = *written;
+            self.write_some(head, payload, written)?;
+            if *written == before {
+                let fd = self.stream.as_fd();
+                let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+                let timeout = Timespec::try_from(self.stall).unwrap_or(Timespec {
+                    tv_sec: i64::MAX,
+                    tv_nsec: 0,
+                });
+                match poll(&mut fds, Some(&timeout)) {
+                    Ok(0) => return Err(format!("client read nothing for {:?}", self.stall)),
+                    Ok(_) => {
+                        if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
+                            return Err("socket closed".into());
+                        }
+                    }
+                    Err(e) if e == rustix::io::Errno::INTR => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
         }
         Ok(())
     }
@@ -206,6 +322,7 @@ impl Conn {
         st.closed = true;
         st.queue.clear();
         st.queued = 0;
+        self.drained.notify_all();
         // The event loop sees the hangup and tears the connection down.
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
@@ -213,6 +330,10 @@ impl Conn {
     /// Writes queued bytes; called by the loop when the socket is writable.
     pub(crate) fn flush(&self) {
         let mut st = self.send.lock();
+        if st.streaming {
+            // The worker writing now re-arms us when it is done.
+            return;
+        }
         while let Some(front) = st.queue.front() {
             let off = st.front_off;
             let front_len = front.len();
@@ -222,6 +343,7 @@ impl Conn {
                     return;
                 }
                 Ok(n) => {
+                    self.sent.fetch_add(n as u64, Ordering::Relaxed);
                     st.queued -= n;
                     if off + n == front_len {
                         st.queue.pop_front();
@@ -242,6 +364,7 @@ impl Conn {
             st.want_write = false;
             self.set_interest(false);
         }
+        self.drained.notify_all();
         if st.close_after_flush {
             self.close_now(&mut st);
         }
@@ -253,7 +376,7 @@ impl Conn {
         let _ = self.send(msg);
         let mut st = self.send.lock();
         st.close_after_flush = true;
-        if st.queue.is_empty() && !st.closed {
+        if st.queue.is_empty() && !st.streaming && !st.closed {
             self.close_now(&mut st);
         }
     }
@@ -304,7 +427,7 @@ impl Conn {
         let (tx, rx) = bounded(1);
         self.waiters.lock().insert(reqno, Waiter { kind, tx });
         // Checked after registering, so a disconnect cannot slip between.
-        if self.is_dead() || self.send(&make(reqno)).is_err() {
+        if self.is_dead() || self.send_waiting(&make(reqno)).is_err() {
             self.waiters.lock().remove(&reqno);
             return Err(Errno::EFAULT);
         }
@@ -324,19 +447,37 @@ pub(crate) struct ConnPort {
     /// The request number of the call served, and whether its answer has
     /// been sent already.
     call: Option<(u64, AtomicBool)>,
+    /// Whether this port's thread may wait for the client to read (a
+    /// worker's may; the event loop's, and a port kept by the kernel,
+    /// which may be used from any thread, may not).
+    may_wait: bool,
 }
 
 impl ConnPort {
     /// The connection's port, tied to no call (for the kernel to keep).
     pub(crate) fn new(conn: Arc<Conn>) -> ConnPort {
-        ConnPort { conn, call: None }
+        ConnPort {
+            conn,
+            call: None,
+            may_wait: false,
+        }
     }
 
-    /// The port handed to the system call numbered `reqno`.
-    pub(crate) fn for_call(conn: Arc<Conn>, reqno: u64) -> ConnPort {
+    /// The port handed to the system call numbered `reqno`, run on a
+    /// worker (`may_wait`) or on the event loop.
+    pub(crate) fn for_call(conn: Arc<Conn>, reqno: u64, may_wait: bool) -> ConnPort {
         ConnPort {
             conn,
             call: Some((reqno, AtomicBool::new(false))),
+            may_wait,
+        }
+    }
+
+    fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
+        if self.may_wait {
+            self.conn.send_waiting(msg)
+        } else {
+            self.conn.send(msg)
         }
     }
 
@@ -344,7 +485,7 @@ impl ConnPort {
     pub(crate) fn answer(&self, res: SysResult) {
         if let Some((reqno, answered)) = &self.call {
             if !answered.swap(true, Ordering::AcqRel) {
-                let _ = self.conn.send(&syscall_answer(*reqno, res));
+                let _ = self.send(&syscall_answer(*reqno, res));
             }
         }
     }
@@ -453,14 +594,13 @@ impl ClientPort for ConnPort {
             return Err(Errno::EFAULT);
         }
         let reqno = self.conn.next();
-        self.conn
-            .send(&Message::Copyout {
-                reqno,
-                string: false,
-                addr,
-                data,
-            })
-            .map_err(|_| Errno::EFAULT)
+        self.send(&Message::Copyout {
+            reqno,
+            string: false,
+            addr,
+            data,
+        })
+        .map_err(|_| Errno::EFAULT)
     }
 
     fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {

@@ -4,8 +4,10 @@
 //! One event-loop thread accepts clients, frames their bytes and answers
 //! handshakes; every system call runs on a worker thread of its own, so a
 //! call that blocks in the kernel never stops another. Sends never block the
-//! loop: each connection has a bounded queue, and a client that stops
-//! reading is dropped when its queue is full.
+//! loop: what the loop sends waits in a bounded per-connection queue. A
+//! call's own output (its copyouts and answer) is written by its worker as
+//! the client reads, however large, with no copy; a client that reads
+//! nothing for `Config::send_stall_timeout` is dropped.
 //!
 //! ```no_run
 //! use sp_server::{Config, Kernel, Server};

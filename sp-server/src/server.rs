@@ -399,6 +399,7 @@ impl Server {
             stream,
             self.registry.clone(),
             cfg.send_queue_bytes,
+            cfg.send_stall_timeout,
         ));
         let fd = conn.stream.as_raw_fd();
         if let Err(e) = self
@@ -411,7 +412,7 @@ impl Server {
             );
             return;
         }
-        if conn.send_parts(&self.banner, &[]).is_err() {
+        if conn.send_parts(&self.banner, &[], false).is_err() {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
             return;
         }
@@ -833,7 +834,7 @@ impl Ctx {
         if self.kernel.runs_inline(sysnum) {
             // No hand-off: the kernel promised this call neither blocks nor
             // waits for the client.
-            let port = ConnPort::for_call(conn.clone(), reqno);
+            let port = ConnPort::for_call(conn.clone(), reqno, false);
             let res = guarded_syscall(&*self.kernel, proc, sysnum, args, &InlinePort(&port));
             port.answer(res);
             return;
@@ -856,7 +857,7 @@ impl Ctx {
         let conn = conn.clone();
         let kernel = self.kernel.clone();
         self.shared.pool.execute(move || {
-            let port = ConnPort::for_call(conn.clone(), reqno);
+            let port = ConnPort::for_call(conn.clone(), reqno, true);
             let res = guarded_syscall(&*kernel, proc, sysnum, &args, &port);
             conn.busy.fetch_sub(1, Ordering::AcqRel);
             port.answer(res);

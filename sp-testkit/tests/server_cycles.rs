@@ -502,8 +502,11 @@ fn disconnect_mid_copyin_fails_the_copy_and_frees_everything() {
 #[test]
 fn a_client_that_does_not_read_is_dropped_and_others_go_on() {
     each_transport(|t| {
+        // A call's output waits for its client; one that reads nothing
+        // for the stall timeout is dropped.
         let cfg = Config {
             send_queue_bytes: 1 << 20,
+            send_stall_timeout: Duration::from_millis(300),
             ..Config::default()
         };
         let s = server_with(t, cfg);
