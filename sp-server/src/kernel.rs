@@ -88,12 +88,26 @@ pub trait Kernel: Send + Sync + 'static {
 
     /// Forks `parent` with its descriptor table copied; the child waits,
     /// unattached, for a fork handshake (or [`Kernel::release`]).
-    fn prefork(&self, parent: ProcId) -> Result<ProcId, Errno>;
+    ///
+    /// The default, for a kernel without fork, refuses with `EOPNOTSUPP`:
+    /// the client's PREFORK is answered ERROR RFORK_FAILED and its
+    /// connection goes on.
+    fn prefork(&self, parent: ProcId) -> Result<ProcId, Errno> {
+        let _ = parent;
+        Err(Errno::EOPNOTSUPP)
+    }
 
     /// Binds a preforked process to a new client. Returns the process the
     /// connection now speaks for (a kernel may fork once more and release the
     /// prefork, as the reference does). The prefork id is not used again.
-    fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno>;
+    ///
+    /// Only called with ids [`Kernel::prefork`] returned; the default
+    /// (never reached when `prefork` is the default) refuses with
+    /// `EOPNOTSUPP`.
+    fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
+        let _ = (prefork, port);
+        Err(Errno::EOPNOTSUPP)
+    }
 
     /// Runs system call `sysnum` with argument block `args` on a new thread
     /// of `proc`. Reaches the caller's client through `port`.
@@ -101,12 +115,23 @@ pub trait Kernel: Send + Sync + 'static {
 
     /// Tells every thread of `proc` to exit: blocked calls wake and return
     /// (EINTR), and calls made before [`Kernel::execnotify`] are refused.
-    fn lwpexit(&self, proc: ProcId);
+    ///
+    /// Called before an exec and when the client disconnects. The default
+    /// does nothing, which suits a kernel whose calls never block: the
+    /// server waits for the calls in flight either way.
+    fn lwpexit(&self, proc: ProcId) {
+        let _ = proc;
+    }
 
     /// After an exec has drained every call: closes the close-on-exec
     /// descriptors, renames the process to `comm` (without NUL), and lets
     /// calls run again.
-    fn execnotify(&self, proc: ProcId, comm: &[u8]);
+    ///
+    /// The default does nothing: for a kernel without close-on-exec
+    /// descriptors or process names, an exec keeps the process as it is.
+    fn execnotify(&self, proc: ProcId, comm: &[u8]) {
+        let _ = (proc, comm);
+    }
 
     /// The process's client is gone (or a prefork was never claimed): close
     /// every descriptor and free the process.
