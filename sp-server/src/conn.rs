@@ -3,7 +3,6 @@
 //! answers, and the process bookkeeping that exec and disconnect need.
 
 use crate::kernel::{ClientPort, Kernel, ProcId};
-use crossbeam_channel::{bounded, Sender};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use parking_lot::{Condvar, Mutex};
@@ -26,7 +25,33 @@ pub(crate) enum WaitKind {
 
 struct Waiter {
     kind: WaitKind,
-    tx: Sender<Result<Vec<u8>, Errno>>,
+    slot: Arc<Slot>,
+}
+
+/// Where a client's answer is handed to the kernel thread waiting for it.
+/// A mutex and a condition variable: the waiter sleeps at once (a channel
+/// that spins and yields first costs context switches on a busy CPU).
+#[derive(Default)]
+struct Slot {
+    answer: Mutex<Option<Result<Vec<u8>, Errno>>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn put(&self, res: Result<Vec<u8>, Errno>) {
+        *self.answer.lock() = Some(res);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Result<Vec<u8>, Errno> {
+        let mut a = self.answer.lock();
+        loop {
+            if let Some(res) = a.take() {
+                return res;
+            }
+            self.ready.wait(&mut a);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -403,14 +428,14 @@ impl Conn {
             // An ERROR frame, or an answer of the wrong type: the copy fails.
             _ => Err(Errno::EFAULT),
         };
-        let _ = w.tx.send(res);
+        w.slot.put(res);
         true
     }
 
     /// Fails every waiting copy: the connection is gone.
     pub(crate) fn wake_all(&self) {
         for (_, w) in self.waiters.lock().drain() {
-            let _ = w.tx.send(Err(Errno::EFAULT));
+            w.slot.put(Err(Errno::EFAULT));
         }
     }
 
@@ -424,14 +449,20 @@ impl Conn {
             return Err(Errno::EFAULT);
         }
         let reqno = self.next();
-        let (tx, rx) = bounded(1);
-        self.waiters.lock().insert(reqno, Waiter { kind, tx });
+        let slot = Arc::new(Slot::default());
+        self.waiters.lock().insert(
+            reqno,
+            Waiter {
+                kind,
+                slot: slot.clone(),
+            },
+        );
         // Checked after registering, so a disconnect cannot slip between.
         if self.is_dead() || self.send_waiting(&make(reqno)).is_err() {
             self.waiters.lock().remove(&reqno);
             return Err(Errno::EFAULT);
         }
-        rx.recv().unwrap_or(Err(Errno::EFAULT))
+        slot.take()
     }
 
     fn next(&self) -> u64 {
