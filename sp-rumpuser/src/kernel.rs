@@ -156,7 +156,7 @@ fn next_arg() -> u64 {
 /// A rump kernel behind the `Kernel` seam.
 pub struct RumpKernel {
     hyp: &'static Hyp,
-    procs: Mutex<HashMap<u64, Arc<Proc>>>,
+    procs: RwLock<HashMap<u64, Arc<Proc>>>,
     ops: Sender<Op>,
     /// The kernel is halting: no hypercall is made any more.
     halted: Arc<AtomicBool>,
@@ -183,7 +183,7 @@ impl RumpKernel {
             })?;
         Ok(RumpKernel {
             hyp,
-            procs: Mutex::new(HashMap::new()),
+            procs: RwLock::new(HashMap::new()),
             ops: tx,
             halted,
         })
@@ -195,12 +195,12 @@ impl RumpKernel {
     }
 
     fn proc(&self, id: ProcId) -> Option<Arc<Proc>> {
-        self.procs.lock().get(&id.0).cloned()
+        self.procs.read().get(&id.0).cloned()
     }
 
     fn new_proc(&self) -> (ProcId, Arc<Proc>) {
         let p = Proc::new(next_arg());
-        self.procs.lock().insert(p.arg, p.clone());
+        self.procs.write().insert(p.arg, p.clone());
         (ProcId(p.arg), p)
     }
 
@@ -372,7 +372,7 @@ impl Kernel for RumpKernel {
     }
 
     fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
-        let pre = self.procs.lock().remove(&prefork.0).ok_or(Errno::ESRCH)?;
+        let pre = self.procs.write().remove(&prefork.0).ok_or(Errno::ESRCH)?;
         if let Life::Failed(e) = pre.life() {
             return Err(e);
         }
@@ -397,18 +397,27 @@ impl Kernel for RumpKernel {
                 p.cv.wait(&mut st);
             }
             match st.life {
-                Life::Live { pid, .. } => pid,
+                // Counted before its lwp exists, so an exec's notify
+                // waits for it.
+                Life::Live { pid, .. } => {
+                    st.lwps += 1;
+                    pid
+                }
                 Life::Failed(e) => return Err(e),
                 Life::Creating | Life::Gone => return Err(Errno::ESRCH),
             }
         };
-        if self.halted.load(Ordering::Acquire) {
-            return Err(Errno::ENOTCONN);
-        }
         // At least SYS_MAXSYSARGS zeroed slots: the kernel reads as many
-        // as the call declares, whatever the client sent.
-        let slots = args.len().div_ceil(8).max(MIN_ARG_SLOTS);
-        let mut block = vec![0u64; slots];
+        // as the call declares, whatever the client sent. On the stack
+        // for every real call (none has more than 8 slots).
+        let mut small = [0u64; MIN_ARG_SLOTS];
+        let mut large = Vec::new();
+        let block: &mut [u64] = if args.len() <= MIN_ARG_SLOTS * 8 {
+            &mut small
+        } else {
+            large.resize(args.len().div_ceil(8), 0);
+            &mut large
+        };
         for (slot, chunk) in block.iter_mut().zip(args.chunks(8)) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
@@ -416,23 +425,29 @@ impl Kernel for RumpKernel {
         }
         let hyp = self.hyp;
         let mut retval = [0i64; 2];
-        let err = with_call_port(p.arg, port, || {
-            hyp.schedule();
-            let rv = hyp.lwproc_newlwp(pid);
-            if rv != 0 {
+        let err = if self.halted.load(Ordering::Acquire) {
+            Errno::ENOTCONN.0
+        } else {
+            with_call_port(p.arg, port, || {
+                hyp.schedule();
+                let rv = hyp.lwproc_newlwp(pid);
+                if rv != 0 {
+                    hyp.unschedule();
+                    return rv;
+                }
+                let err = hyp.syscall(sysnum, block, &mut retval);
+                hyp.lwproc_release();
                 hyp.unschedule();
-                return rv;
-            }
-            p.state.lock().lwps += 1;
-            let err = hyp.syscall(sysnum, &mut block, &mut retval);
-            hyp.lwproc_release();
-            hyp.unschedule();
-            let mut st = p.state.lock();
-            st.lwps -= 1;
-            drop(st);
+                err
+            })
+        };
+        let mut st = p.state.lock();
+        st.lwps -= 1;
+        if st.lwps == 0 && st.pending > 0 {
+            // An exec's notify may be waiting for the last lwp.
             p.cv.notify_all();
-            err
-        });
+        }
+        drop(st);
         match err {
             0 => Ok(retval),
             e => Err(Errno(e)),
@@ -455,7 +470,7 @@ impl Kernel for RumpKernel {
     }
 
     fn release(&self, proc: ProcId) {
-        if let Some(p) = self.procs.lock().remove(&proc.0) {
+        if let Some(p) = self.procs.write().remove(&proc.0) {
             self.queue(Op::Release(p));
         }
     }
