@@ -289,3 +289,28 @@ fn blocked_calls_never_starve_another_client() {
         }
     }
 }
+
+#[test]
+fn execs_racing_disconnects_and_preforks_never_crash_the_kernel() {
+    let Some(p) = prefix() else { return };
+    let ours = start(&p, true);
+    // Each of these crashed a stock rump_server at least once under the C
+    // server (an assertion in the kernel's execnotify, SIGABRT).
+    for i in 0..40u64 {
+        let mut raw = RawPeer::guest(&ours.url, "racer").unwrap();
+        let (_, fds) = raw.syscall(1, 42, &[]).unwrap();
+        raw.syscall_async(2, 3, &args(&[fds[0] as u64, 0x1000, 1]));
+        if i % 2 == 0 {
+            raw.send_msg(&Message::Prefork { reqno: 3 }).unwrap();
+        }
+        raw.send_msg(&Message::Handshake {
+            reqno: 4,
+            hs: Handshake::Exec { comm: b"racer2\0" },
+        })
+        .unwrap();
+        // Gone before, during or after the exec's drain.
+        drop(raw);
+    }
+    let c = Client::connect(&ours.url).unwrap();
+    assert!(c.getpid().is_ok(), "the kernel survived");
+}

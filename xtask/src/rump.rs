@@ -163,7 +163,7 @@ pub(crate) fn rump(quick: bool) -> Result<(), String> {
         return Err(format!("the real-kernel tests failed ({status})"));
     }
 
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = if quick { 1 } else { 5 };
     let out = target.join("bench/rump");
     let mut report = String::new();
     for pin in [false, true] {
