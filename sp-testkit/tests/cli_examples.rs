@@ -13,7 +13,10 @@ fn example(name: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} not built (cargo test --workspace builds it)", path.display());
+        eprintln!(
+            "skipped: {} not built (cargo test --workspace builds it)",
+            path.display()
+        );
         None
     }
 }
@@ -32,7 +35,11 @@ fn rcat_and_rls_show_what_the_kernel_holds() {
         .args(["--server", &s.url(), "/tmp/letters"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout == text, "rcat printed the file");
 
     let out = Command::new(&rcat)
@@ -50,6 +57,10 @@ fn rcat_and_rls_show_what_the_kernel_holds() {
         .args(["--server", &s.url(), "/tmp"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("letters"));
 }

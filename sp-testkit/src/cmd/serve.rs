@@ -63,9 +63,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub max_clients: usize,
     /// Bytes queued for a client that does not read before it is dropped
-    /// (at least 65536).
+    /// (at least 65536). A call's own output is not queued: it is written
+    /// as the client reads.
     #[arg(long, default_value_t = 64 << 20)]
     pub send_queue_bytes: usize,
+    /// Seconds a call's output waits for a client that reads nothing
+    /// before the client is dropped (at least 1); a client that reads,
+    /// however slowly, gets every byte.
+    #[arg(long, default_value_t = 30)]
+    pub send_stall_timeout: u64,
     /// Unclaimed preforks one client may hold (0: no client may fork).
     #[arg(long, default_value_t = 16)]
     pub prefork_cap: usize,
@@ -134,6 +140,11 @@ impl ServeArgs {
                 self.send_queue_bytes
             ));
         }
+        if self.send_stall_timeout == 0 {
+            return usage(
+                "--send-stall-timeout 0 would drop every client whose socket fills".into(),
+            );
+        }
         if self.prefork_ttl == 0 {
             return usage(
                 "--prefork-ttl 0 would expire every prefork before its child \
@@ -184,6 +195,7 @@ impl ServeArgs {
             max_frame: self.max_frame,
             max_clients: self.max_clients,
             send_queue_bytes: self.send_queue_bytes,
+            send_stall_timeout: Duration::from_secs(self.send_stall_timeout),
             prefork_cap: self.prefork_cap,
             prefork_total_cap: self.prefork_total_cap,
             prefork_ttl: Duration::from_secs(self.prefork_ttl),
