@@ -9,6 +9,7 @@
 //! | `SP_MAX_FRAME` | largest frame a client may send, bytes (at least 4120) | 64 MiB + 24 |
 //! | `SP_MAX_CLIENTS` | clients connected at once (at least 1) | 10000 |
 //! | `SP_SEND_QUEUE_BYTES` | bytes queued for a client that does not read before it is dropped (at least 64 KiB) | 64 MiB |
+//! | `SP_SEND_STALL_TIMEOUT` | seconds a call's output waits for a client that reads nothing before it is dropped (at least 1) | 30 |
 //! | `SP_HANDSHAKE_TIMEOUT` | seconds a new connection has for its handshake; 0 = forever | 30 |
 //! | `SP_MAX_INFLIGHT_PER_CLIENT` | system calls one client may have in flight (at least 1) | 4096 |
 //! | `SP_PREFORK_CAP` | unclaimed preforks per client | 16 |
@@ -63,6 +64,9 @@ pub fn config(
     if let Some((var, v)) = get("SP_SEND_QUEUE_BYTES") {
         c.send_queue_bytes = number(var, &v, MIN_SEND_QUEUE)?;
     }
+    if let Some((var, v)) = get("SP_SEND_STALL_TIMEOUT") {
+        c.send_stall_timeout = Duration::from_secs(number(var, &v, 1)?);
+    }
     if let Some((var, v)) = get("SP_HANDSHAKE_TIMEOUT") {
         let secs: u64 = number(var, &v, 0)?;
         c.handshake_timeout = (secs > 0).then(|| Duration::from_secs(secs));
@@ -115,12 +119,14 @@ pub fn summary(c: &Config) -> String {
         .handshake_timeout
         .map_or("none".into(), |d| format!("{} s", d.as_secs()));
     format!(
-        "max frame {} B, max clients {}, send queue {} B, handshake timeout {timeout}, \
+        "max frame {} B, max clients {}, send queue {} B, send stall {} s, \
+         handshake timeout {timeout}, \
          {} calls in flight per client, preforks {} per client and {} in all for {} s, \
          unix mode {:o}, uids {}, networks {}",
         c.max_frame,
         c.max_clients,
         c.send_queue_bytes,
+        c.send_stall_timeout.as_secs(),
         c.max_inflight_per_client,
         c.prefork_cap,
         c.prefork_total_cap,
@@ -196,6 +202,7 @@ mod tests {
                 ("SP_MAX_CLIENTS", "7"),
                 ("SP_SEND_QUEUE_BYTES", "1048576"),
                 ("SP_HANDSHAKE_TIMEOUT", "0"),
+                ("SP_SEND_STALL_TIMEOUT", "4"),
                 ("SP_MAX_INFLIGHT_PER_CLIENT", "3"),
                 ("SP_PREFORK_CAP", "2"),
                 ("SP_PREFORK_TOTAL_CAP", "9"),
@@ -210,6 +217,7 @@ mod tests {
         assert_eq!(c.max_clients, 7);
         assert_eq!(c.send_queue_bytes, 1 << 20);
         assert_eq!(c.handshake_timeout, None);
+        assert_eq!(c.send_stall_timeout, Duration::from_secs(4));
         assert_eq!(c.max_inflight_per_client, 3);
         assert_eq!((c.prefork_cap, c.prefork_total_cap), (2, 9));
         assert_eq!(c.prefork_ttl, Duration::from_secs(5));
