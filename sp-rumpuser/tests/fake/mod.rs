@@ -124,6 +124,9 @@ pub fn waiting_at_gate() -> usize {
 }
 
 thread_local! {
+    /// backend_unschedule calls on this thread, to check that a callback
+    /// which waits for a client gave its CPU back first.
+    static GAVE_BACK: Cell<u64> = const { Cell::new(0) };
     static SCHEDULED: Cell<bool> = const { Cell::new(false) };
     static CURLWP: Cell<usize> = const { Cell::new(0) };
 }
@@ -186,6 +189,7 @@ unsafe extern "C" fn unschedule() {
 unsafe extern "C" fn backend_unschedule(_n: c_int, nlocks: *mut c_int, _i: *mut c_void) {
     need_scheduled("backend_unschedule");
     SCHEDULED.with(|s| s.set(false));
+    GAVE_BACK.with(|g| g.set(g.get() + 1));
     // SAFETY: the library passes a valid out-pointer.
     unsafe { *nlocks = 7 };
 }
@@ -404,15 +408,14 @@ fn slot(args: *const u64, i: usize) -> u64 {
 fn copyin(arg: usize, addr: u64, len: usize) -> Result<Vec<u8>, c_int> {
     let mut buf = vec![0u8; len];
     // SAFETY: `buf` is writable for len.
-    let rv = unsafe {
+    let rv = waiting_callback("copyin", || unsafe {
         sp_rumpuser::rumpuser_sp_copyin(
             arg as *mut c_void,
             addr as *const c_void,
             buf.as_mut_ptr().cast(),
             len,
         )
-    };
-    after_callback("copyin");
+    });
     if rv == 0 {
         Ok(buf)
     } else {
@@ -424,6 +427,18 @@ fn after_callback(what: &str) {
     if !SCHEDULED.with(Cell::get) {
         violation(format!("{what} returned unscheduled"));
     }
+}
+
+/// Runs a callback that waits for (or writes to) a client: it must give
+/// the CPU back while it does.
+fn waiting_callback<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let before = GAVE_BACK.with(Cell::get);
+    let r = f();
+    if GAVE_BACK.with(Cell::get) == before {
+        violation(format!("{what} reached its client while scheduled"));
+    }
+    after_callback(what);
+    r
 }
 
 unsafe extern "C" fn syscall(num: c_int, argp: *mut c_void, retval: *mut c_long) -> c_int {
@@ -458,15 +473,14 @@ unsafe extern "C" fn syscall(num: c_int, argp: *mut c_void, retval: *mut c_long)
             let mut buf = vec![0u8; 1024];
             let mut len: usize = buf.len();
             // SAFETY: buf is writable for len bytes; len is a valid pointer.
-            let e = unsafe {
+            let e = waiting_callback("copyinstr", || unsafe {
                 sp_rumpuser::rumpuser_sp_copyinstr(
                     arg as *mut c_void,
                     slot(args, 0) as *const c_void,
                     buf.as_mut_ptr().cast(),
                     &mut len,
                 )
-            };
-            after_callback("copyinstr");
+            });
             if e != 0 {
                 e
             } else {
@@ -541,15 +555,14 @@ unsafe extern "C" fn syscall(num: c_int, argp: *mut c_void, retval: *mut c_long)
                 Err(e) => e,
                 Ok(v) => {
                     // SAFETY: v is readable for its length.
-                    let e = unsafe {
+                    let e = waiting_callback("copyout", || unsafe {
                         sp_rumpuser::rumpuser_sp_copyout(
                             arg as *mut c_void,
                             v.as_ptr().cast(),
                             slot(args, 1) as *mut c_void,
                             v.len(),
                         )
-                    };
-                    after_callback("copyout");
+                    });
                     rv[0] = v.len() as i64;
                     e
                 }
@@ -577,14 +590,13 @@ unsafe extern "C" fn syscall(num: c_int, argp: *mut c_void, retval: *mut c_long)
             // mmap(addr, len, ...): ANONMMAP.
             let mut addr: *mut c_void = std::ptr::null_mut();
             // SAFETY: addr is a valid out-pointer.
-            let e = unsafe {
+            let e = waiting_callback("anonmmap", || unsafe {
                 sp_rumpuser::rumpuser_sp_anonmmap(
                     arg as *mut c_void,
                     slot(args, 1) as usize,
                     &mut addr,
                 )
-            };
-            after_callback("anonmmap");
+            });
             rv[0] = addr as i64;
             e
         }
@@ -595,10 +607,9 @@ unsafe extern "C" fn syscall(num: c_int, argp: *mut c_void, retval: *mut c_long)
                 None => ESRCH,
                 Some(a) => {
                     // SAFETY: plain values.
-                    let e = unsafe {
+                    let e = waiting_callback("raise", || unsafe {
                         sp_rumpuser::rumpuser_sp_raise(a as *mut c_void, slot(args, 1) as c_int)
-                    };
-                    after_callback("raise");
+                    });
                     e
                 }
             }
