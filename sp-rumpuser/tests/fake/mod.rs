@@ -607,10 +607,9 @@ unsafe extern "C" fn syscall(num: c_int, argp: *mut c_void, retval: *mut c_long)
                 None => ESRCH,
                 Some(a) => {
                     // SAFETY: plain values.
-                    let e = waiting_callback("raise", || unsafe {
+                    waiting_callback("raise", || unsafe {
                         sp_rumpuser::rumpuser_sp_raise(a as *mut c_void, slot(args, 1) as c_int)
-                    });
-                    e
+                    })
                 }
             }
         }
