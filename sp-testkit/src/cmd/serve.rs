@@ -57,42 +57,42 @@ pub struct ServeArgs {
     pub url: String,
     /// Largest frame a client may send, in bytes (at least 4120: a header
     /// and 4 KiB); a longer one ends that connection.
-    #[arg(long, default_value_t = sp_proto::DEFAULT_MAX_FRAME)]
+    #[arg(long, default_value_t = Config::default().max_frame)]
     pub max_frame: u64,
     /// Most clients connected at once (at least 1).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = Config::default().max_clients)]
     pub max_clients: usize,
     /// Bytes queued for a client that does not read before it is dropped
     /// (at least 65536). A call's own output is not queued: it is written
     /// as the client reads.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = Config::default().send_queue_bytes)]
     pub send_queue_bytes: usize,
     /// Seconds a call's output waits for a client that reads nothing
     /// before the client is dropped (at least 1); a client that reads,
     /// however slowly, gets every byte.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = Config::default().send_stall_timeout.as_secs())]
     pub send_stall_timeout: u64,
     /// Unclaimed preforks one client may hold (0: no client may fork).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = Config::default().prefork_cap)]
     pub prefork_cap: usize,
     /// Unclaimed preforks on the whole server (0: no client may fork).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = Config::default().prefork_total_cap)]
     pub prefork_total_cap: usize,
     /// Seconds an unclaimed prefork lives (at least 1).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = Config::default().prefork_ttl.as_secs())]
     pub prefork_ttl: u64,
     /// Seconds a new connection may take to complete its handshake (0: no limit).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = Config::default().handshake_timeout.map_or(0, |d| d.as_secs()))]
     pub handshake_timeout: u64,
     /// System calls one client may have in flight (each holds a thread
     /// while it waits; at least 1).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = Config::default().max_inflight_per_client)]
     pub max_inflight_per_client: usize,
     /// Idle worker threads kept (blocked calls always get a thread of their own).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = Config::default().max_idle_workers)]
     pub max_idle_workers: usize,
     /// Seconds an idle worker waits before exiting.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = Config::default().idle_linger.as_secs())]
     pub idle_linger: u64,
     /// Permission bits of a unix socket, in octal (default 600; unix only).
     #[arg(long, value_parser = parse_octal)]
@@ -285,6 +285,54 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("serve").chain(line.iter().copied()))
             .map_err(|e| e.to_string())?;
         cli.args.check().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn no_option_means_the_servers_own_defaults() {
+        let cli = Cli::try_parse_from(["serve", "unix:///tmp/x.sock"]).unwrap();
+        let (c, d) = (cli.args.config(), Config::default());
+        assert_eq!(
+            (
+                c.max_frame,
+                c.max_clients,
+                c.send_queue_bytes,
+                c.send_stall_timeout
+            ),
+            (
+                d.max_frame,
+                d.max_clients,
+                d.send_queue_bytes,
+                d.send_stall_timeout
+            )
+        );
+        assert_eq!(
+            (
+                c.prefork_cap,
+                c.prefork_total_cap,
+                c.prefork_ttl,
+                c.handshake_timeout
+            ),
+            (
+                d.prefork_cap,
+                d.prefork_total_cap,
+                d.prefork_ttl,
+                d.handshake_timeout
+            )
+        );
+        assert_eq!(
+            (
+                c.max_inflight_per_client,
+                c.max_idle_workers,
+                c.idle_linger,
+                c.unix_mode
+            ),
+            (
+                d.max_inflight_per_client,
+                d.max_idle_workers,
+                d.idle_linger,
+                d.unix_mode
+            )
+        );
     }
 
     #[test]
