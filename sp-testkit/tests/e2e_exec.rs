@@ -145,7 +145,12 @@ fn exec_keeps_the_process_and_drops_close_on_exec_descriptors() {
         assert_eq!(k.comm(pid).as_deref(), Some(&b"exec-driver"[..]));
         let proc = k.proc_by_pid(pid).unwrap();
         let info = k.proc_info(proc).unwrap();
-        let mut all: Vec<i32> = gone.iter().copied().chain([kept]).collect();
+        // The console on 0, 1, 2, then the driver's own.
+        let mut all: Vec<i32> = [0, 1, 2]
+            .into_iter()
+            .chain(gone.iter().copied())
+            .chain([kept])
+            .collect();
         all.sort_unstable();
         assert_eq!(info.fds, all);
 
@@ -160,7 +165,11 @@ fn exec_keeps_the_process_and_drops_close_on_exec_descriptors() {
             info.comm, b"sp-exec-helper",
             "the exec handshake renamed the process"
         );
-        assert_eq!(info.fds, [kept], "only the kept descriptor is left");
+        assert_eq!(
+            info.fds,
+            [0, 1, 2, kept],
+            "only the console and the kept descriptor are left"
+        );
         assert!(info.attached && !info.exiting, "{info:?}");
         assert_eq!(k.process_count(), 1, "no new process");
         assert_eq!(s.server.stats().accepted, 1, "no new connection");

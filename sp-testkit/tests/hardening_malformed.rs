@@ -160,8 +160,9 @@ fn frames_dribbled_a_byte_at_a_time_and_cut_by_eof() {
 fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     let (s, kernel) = start(Transport::Unix, MAX_FRAME);
     let mut p = RawPeer::guest(&s.url(), "wrongtype").unwrap();
+    // After the console's 0, 1 and 2.
     let (err, fds) = p.syscall(2, sys::PIPE, &[]).unwrap();
-    assert_eq!((err, fds), (0, [0, 1]));
+    assert_eq!((err, fds), (0, [3, 4]));
     let wrong: [(&str, Vec<u8>); 4] = [
         ("RESP SYSCALL", frame(0, 1, MsgType::SYSCALL.0, 0, &[0; 24])),
         (
@@ -176,7 +177,7 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     ];
     for (i, (what, bytes)) in wrong.iter().enumerate() {
         let reqno = 10 + i as u64;
-        p.syscall_async(reqno, sys::WRITE, &args(&[1, 0x1000, 4]));
+        p.syscall_async(reqno, sys::WRITE, &args(&[4, 0x1000, 4]));
         let req = p.recv_msg().unwrap();
         let Some(Message::CopyinReq {
             reqno: r, len: 4, ..
@@ -206,9 +207,9 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     }
     // Nothing of the failed writes reached the pipe: a write and a read
     // now see exactly the new bytes.
-    let w = call(&mut p, 20, sys::WRITE, &args(&[1, 0x1000, 3]), &[b"new"], 0).unwrap();
+    let w = call(&mut p, 20, sys::WRITE, &args(&[4, 0x1000, 3]), &[b"new"], 0).unwrap();
     assert_eq!((w.error, w.retval[0]), (0, 3));
-    let r = call(&mut p, 21, sys::READ, &args(&[0, 0x2000, 64]), &[], 0).unwrap();
+    let r = call(&mut p, 21, sys::READ, &args(&[3, 0x2000, 64]), &[], 0).unwrap();
     assert_eq!((r.error, r.retval[0]), (0, 3));
     assert_eq!(r.copyouts, vec![b"new".to_vec()]);
     assert_eq!(s.server.stats().dropped, 0);
@@ -239,9 +240,9 @@ fn copyinstr_answers_are_checked_against_the_request() {
     assert_eq!(open(&mut p, 3, creat, &[b'a'; 1024]).0, ENAMETOOLONG);
     // Bytes after the NUL are ignored: the name ends at the NUL.
     let (err, fd) = open(&mut p, 4, creat, b"/tmp/ok\0junk");
-    assert_eq!((err, fd), (0, 0));
+    assert_eq!((err, fd), (0, 3));
     let (err, fd) = open(&mut p, 5, 0, b"/tmp/ok\0");
-    assert_eq!((err, fd), (0, 1), "the file was created under the cut name");
+    assert_eq!((err, fd), (0, 4), "the file was created under the cut name");
     assert_eq!(open(&mut p, 6, 0, b"/tmp/ok\0junk\0").0, 0);
     assert_eq!(open(&mut p, 7, 0, b"/tmp/okjunk\0").0, 2, "ENOENT");
     assert_eq!(kernel.live_threads(), 0);
@@ -275,8 +276,8 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
     let (s, kernel) = start(Transport::Unix, MAX_FRAME);
     let mut a = RawPeer::guest(&s.url(), "a").unwrap();
     let mut b = RawPeer::guest(&s.url(), "b").unwrap();
-    assert_eq!(a.syscall(2, sys::PIPE, &[]).unwrap(), (0, [0, 1]));
-    a.syscall_async(3, sys::WRITE, &args(&[1, 0x1000, 4]));
+    assert_eq!(a.syscall(2, sys::PIPE, &[]).unwrap(), (0, [3, 4]));
+    a.syscall_async(3, sys::WRITE, &args(&[4, 0x1000, 4]));
     let Some(Message::CopyinReq { reqno: r, .. }) = a.recv_msg().unwrap().message() else {
         panic!("expected a COPYIN")
     };
@@ -318,7 +319,7 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
         },
     )
     .unwrap();
-    let r = call(&mut a, 4, sys::READ, &args(&[0, 0x2000, 16]), &[], 0).unwrap();
+    let r = call(&mut a, 4, sys::READ, &args(&[3, 0x2000, 16]), &[], 0).unwrap();
     assert_eq!(r.copyouts, vec![b"good".to_vec()]);
 }
 

@@ -84,8 +84,10 @@ fn a_claimed_child_is_not_reclaimed_by_the_ttl() {
     eventually("the unclaimed prefork expires", || {
         s.server.stats().preforks == 0 && kernel.process_count() == 2
     });
-    assert_eq!(kernel.pids(), vec![2, 3], "parent and claimed child remain");
-    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [3, 2]));
+    // The claimed prefork (3) forked once more and was let go, as in the
+    // reference: its child is 5 (4 is the other prefork), a child of init.
+    assert_eq!(kernel.pids(), vec![2, 5], "parent and claimed child remain");
+    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [5, 1]));
 }
 
 #[test]
@@ -100,10 +102,10 @@ fn a_prefork_outlives_its_parent_and_is_claimed_later() {
         kernel.pids() == vec![3, 4]
     });
     let mut child = claim(&s.url(), c1);
-    // The parent is gone: the child was reparented to init.
-    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [3, 1]));
+    // The claimed prefork's own child (5) takes over; its parent is init.
+    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [5, 1]));
     // The other is never claimed and expires.
-    eventually("the unclaimed prefork expires", || kernel.pids() == vec![3]);
+    eventually("the unclaimed prefork expires", || kernel.pids() == vec![5]);
     drop(child);
     eventually("the child is released", || kernel.process_count() == 0);
     assert_eq!(kernel.live_threads(), 0);
@@ -130,7 +132,7 @@ fn a_torn_fork_handshake_does_not_burn_the_prefork() {
     assert_eq!(s.server.stats().preforks, 1);
     assert_eq!(kernel.process_count(), 2);
     let mut child = claim(&s.url(), cookie);
-    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [3, 2]));
+    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [4, 1]));
 }
 
 #[test]
@@ -167,7 +169,7 @@ fn wrong_cookies_never_claim_and_never_burn_a_prefork() {
     assert_eq!(s.server.stats().preforks, 1, "the prefork is still there");
     assert_eq!(kernel.process_count(), 2);
     let mut child = claim(&s.url(), cookie);
-    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [3, 2]));
+    assert_eq!(child.syscall(2, 20, &[]).unwrap(), (0, [4, 1]));
     // Claimed once: the same cookie is now wrong.
     let mut again = RawPeer::connect(&s.url()).unwrap();
     let f = fork_handshake(&mut again, cookie, 0).unwrap().unwrap();
@@ -320,6 +322,7 @@ fn a_failed_attach_answers_rfork_failed_and_the_parent_goes_on() {
         f.message(),
         Some(Message::HandshakeResp { reqno: 1, error: 0 })
     );
-    // Guest 2, the prefork that failed 3, this one 4; its parent is 2.
-    assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [4, 2]));
+    // Guest 2, the prefork that failed 3, this one 4, forked once more
+    // into 5 and let go: 5's parent is init.
+    assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [5, 1]));
 }

@@ -72,7 +72,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct Running {
     peer: RawPeer,
     pid: i32,
-    /// The parent's pid: 1 for a guest, the prefork's parent for a child.
+    /// The parent's pid: 1 for a guest and for a fork child (the kernel
+    /// forks the prefork once more and lets it go, as the reference does).
     parent: i32,
     next_reqno: u64,
 }
@@ -270,13 +271,18 @@ impl World {
                     Recv::Closed => None,
                 };
                 match picked {
-                    Some((_, pid, parent)) if cancel == 0 => {
+                    Some((_, prefork_pid, _)) if cancel == 0 => {
                         let ok = Message::HandshakeResp { reqno: 1, error: 0 };
-                        assert_eq!(f, Some(format!("{ok:?}")), "claiming pid {pid}");
+                        assert_eq!(f, Some(format!("{ok:?}")), "claiming pid {prefork_pid}");
+                        // The prefork is forked once more: the child takes
+                        // the next pid, and with the prefork gone its
+                        // parent is init.
+                        let pid = self.next_pid;
+                        self.next_pid += 1;
                         self.clients[i] = Client::Running(Running {
                             peer: p,
                             pid,
-                            parent,
+                            parent: 1,
                             next_reqno: 1,
                         });
                     }

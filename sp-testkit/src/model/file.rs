@@ -14,11 +14,26 @@ use sp_proto::abi::{oflag, Errno};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// Descriptors a process may have open (0 to `FD_LIMIT - 1`).
-pub const FD_LIMIT: usize = 1024;
+/// Descriptors a process may have open (0 to `FD_LIMIT - 1`): NetBSD's
+/// OPEN_MAX, a rump kernel's `RLIMIT_NOFILE`.
+pub const FD_LIMIT: usize = 128;
 
-/// Status flags F_SETFL may change.
-const SETFL_MASK: u32 = oflag::O_APPEND | oflag::O_NONBLOCK;
+/// `O_ASYNC`.
+pub(crate) const O_ASYNC: u32 = 0x40;
+/// `O_NOSIGPIPE`: a write to a pipe without reader raises no SIGPIPE.
+pub(crate) const O_NOSIGPIPE: u32 = 0x0100_0000;
+/// Status flags F_SETFL may change and open keeps (NetBSD's FCNTLFLAGS:
+/// O_APPEND, O_ASYNC, O_SYNC, O_NONBLOCK, O_DSYNC, O_RSYNC, O_ALT_IO,
+/// O_DIRECT, O_NOSIGPIPE).
+pub(crate) const FCNTLFLAGS: u32 = oflag::O_APPEND
+    | O_ASYNC
+    | 0x80
+    | oflag::O_NONBLOCK
+    | 0x1_0000
+    | 0x2_0000
+    | 0x4_0000
+    | 0x8_0000
+    | O_NOSIGPIPE;
 
 /// What a description refers to.
 pub(crate) enum FileObj {
@@ -26,23 +41,33 @@ pub(crate) enum FileObj {
     Vnode(VnodeRef),
     /// One end of a pipe.
     Pipe(PipeEnd),
+    /// The console a guest finds on descriptors 0, 1 and 2: write-only,
+    /// writes land in the kernel's console buffer.
+    Console,
 }
 
 /// An open file description.
 pub(crate) struct OpenFile {
     pub(crate) obj: FileObj,
-    /// Access mode, O_APPEND and O_NONBLOCK, as F_GETFL reports them.
+    /// Access mode and status flags, as F_GETFL reports them.
     flags: AtomicU32,
-    /// The file offset (an entry index for a directory).
+    /// The file offset (a directory offset for a directory).
     pub(crate) offset: Mutex<u64>,
 }
 
 impl OpenFile {
-    /// A description of `obj` with status `flags` (other bits dropped).
+    /// A description of `obj` with access mode and status `flags` (other
+    /// bits dropped, as open(2) keeps them).
     pub(crate) fn new(obj: FileObj, flags: u32) -> Arc<OpenFile> {
+        OpenFile::with_flags(obj, flags & (oflag::O_ACCMODE | FCNTLFLAGS))
+    }
+
+    /// A description whose F_GETFL answer is exactly `flags` (pipe2 keeps
+    /// every flag it was given, O_CLOEXEC included, as NetBSD's does).
+    pub(crate) fn with_flags(obj: FileObj, flags: u32) -> Arc<OpenFile> {
         Arc::new(OpenFile {
             obj,
-            flags: AtomicU32::new(flags & (oflag::O_ACCMODE | SETFL_MASK)),
+            flags: AtomicU32::new(flags),
             offset: Mutex::new(0),
         })
     }
@@ -52,11 +77,16 @@ impl OpenFile {
         self.flags.load(Ordering::Relaxed)
     }
 
-    /// F_SETFL: sets O_APPEND and O_NONBLOCK, ignores the rest.
+    /// F_SETFL: replaces the FCNTLFLAGS bits with those of `new`.
     pub(crate) fn set_flags(&self, new: u32) {
-        let acc = self.flags() & oflag::O_ACCMODE;
+        let keep = self.flags() & !FCNTLFLAGS;
         self.flags
-            .store(acc | (new & SETFL_MASK), Ordering::Relaxed);
+            .store(keep | (new & FCNTLFLAGS), Ordering::Relaxed);
+    }
+
+    /// Sets O_NONBLOCK (dup3 with O_NONBLOCK).
+    pub(crate) fn set_nonblock(&self) {
+        self.flags.fetch_or(oflag::O_NONBLOCK, Ordering::Relaxed);
     }
 
     /// Opened for reading.
@@ -83,6 +113,11 @@ impl OpenFile {
     /// O_APPEND is set.
     pub(crate) fn append(&self) -> bool {
         self.flags() & oflag::O_APPEND != 0
+    }
+
+    /// O_NOSIGPIPE is set.
+    pub(crate) fn nosigpipe(&self) -> bool {
+        self.flags() & O_NOSIGPIPE != 0
     }
 }
 

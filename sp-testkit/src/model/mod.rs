@@ -1,11 +1,16 @@
 //! [`ModelKernel`]: a small in-memory kernel behind the [`Kernel`] seam.
 //!
-//! It behaves like a real kernel as far as a sysproxy client can tell (see
-//! `KERNEL.md`): a process table (pid 1 is the kernel's own `init`, guests
-//! and forks get pids from 2 up), per-process descriptor tables, current
-//! directories and umasks, an in-memory file system (`/`, `/dev/null`,
-//! `/tmp`), and pipes that block and wake. Syscall numbers, argument blocks,
-//! errno values, flags, `struct stat` and `struct dirent` are NetBSD's.
+//! It behaves like a stock NetBSD rump kernel (`rump_server -lrumpvfs
+//! -lrumpfs_tmpfs`) wherever a sysproxy client can tell, and
+//! `tests/rump_differential.rs` checks that side by side with a real one
+//! (set `SP_RUMP_PREFIX`). It has a process table (pid 1 is the kernel's own
+//! `init`, guests and forks get pids from 2 up), per-process descriptor
+//! tables, current directories and umasks, file systems (a rumpfs root with
+//! `/dev/null`, `/dev/zero` and `/tmp`, and tmpfs mounts; see the `fs`
+//! module), pipes that block and wake, and a console. Syscall numbers,
+//! argument blocks, errno values, flags, `struct stat` and `struct dirent`
+//! are NetBSD's. [`ModelKernel::new`] also mounts a tmpfs on `/tmp`, as a
+//! test set-up on a stock kernel would; [`Boot`] can leave it out.
 //!
 //! ```
 //! use sp_proto::abi::{oflag, sys};
@@ -21,6 +26,7 @@
 //! let path = port.alloc_cstr(b"/tmp/hello");
 //! let flags = u64::from(oflag::O_CREAT | oflag::O_RDWR);
 //! let [fd, _] = k.syscall(p, sys::OPEN, &args(&[path, flags, 0o644]), &*port).unwrap();
+//! assert_eq!(fd, 3, "0, 1 and 2 are the console");
 //! let msg = port.alloc(b"hi".to_vec());
 //! assert_eq!(k.syscall(p, sys::WRITE, &args(&[fd as u64, msg, 2]), &*port), Ok([2, 0]));
 //! assert_eq!(k.syscall(p, sys::GETPID, &[], &*port), Ok([2, 1]));
@@ -38,7 +44,82 @@
 //! is taken, and taken out under the lock and copied out after it is
 //! dropped.
 //!
-//! # Choices where `KERNEL.md` leaves room
+//! # What a stock rump kernel does, and so the model
+//!
+//! - A new guest (forked off init, table cleared) finds the console on
+//!   descriptors 0, 1 and 2 (one description, as `rump_consdev_init`
+//!   makes): write-only (`F_GETFL` 1; reads `EBADF`), writes kept in
+//!   [`ModelKernel::console_output`]; fstat a character device, mode 0600,
+//!   all else 0; not a vnode, so lseek and pwrite `ESPIPE`, fsync, fchdir,
+//!   fchmod, ftruncate and getdents `EINVAL`; `F_SETFL` of O_NONBLOCK or
+//!   O_ASYNC `ENOTTY`. The first open returns 3.
+//! - A fork: the prefork is forked once more at the fork handshake, its
+//!   table shared, and released; so the child's pid is the parent's + 2
+//!   (the prefork took one) and its ppid 1.
+//! - 128 descriptors per process (`RLIMIT_NOFILE`): `EMFILE` past them,
+//!   `EBADF` for dup2 beyond, `EINVAL` for `F_DUPFD` beyond.
+//! - `open`: O_CREAT with O_DIRECTORY is `EINVAL`; O_TRUNC empties the file
+//!   even when opened read-only; O_NOFOLLOW on a link is `EFTYPE` (79); the
+//!   mode of a new file is `(mode & ~umask) & 07777 & ~S_ISTXT`; F_GETFL
+//!   shows the access mode and NetBSD's FCNTLFLAGS (O_APPEND, O_ASYNC,
+//!   O_SYNC, O_NONBLOCK, O_DSYNC, O_RSYNC, O_ALT_IO, O_DIRECT,
+//!   O_NOSIGPIPE); mkdir's mode is `mode & 0777 & ~umask`, a symlink's
+//!   `0777 & ~umask`.
+//! - `F_SETFL` takes its argument plus one (NetBSD's FFLAGS: 3 is
+//!   O_NONBLOCK); a rumpfs vnode refuses it (`EINVAL`, remote process), a
+//!   device refuses O_NONBLOCK and O_ASYNC (`ENODEV`).
+//! - `pipe2` keeps every flag it was given in F_GETFL, O_CLOEXEC included,
+//!   and takes O_NOSIGPIPE (then a write without reader is `EPIPE` without
+//!   SIGPIPE). A pipe's fstat: mode 0600 FIFO, size the buffered bytes, one
+//!   block while any, st_dev, st_ino, st_nlink and st_rdev 0.
+//! - `dup2`/`dup3` onto itself return the descriptor without looking at
+//!   the flags; dup3 takes O_CLOEXEC and O_NONBLOCK (set on the
+//!   description).
+//! - `pwrite` on an O_APPEND description appends (NetBSD's `vn_write` sets
+//!   IO_APPEND whatever the offset); an empty append write leaves the
+//!   offset. `readv`/`writev` with no vector are `EINVAL` before the
+//!   descriptor is looked at. `pread`/`pwrite` check access (`EBADF`), then
+//!   the object (`ESPIPE`), then the offset (`EINVAL` if negative, but a
+//!   device takes any offset, lseek too). `pread` past the end of a tmpfs
+//!   file, even at 2^62, returns 0 (the issue's `EINVAL` is rumpfs's: a
+//!   read more than a page past the end of a file on the root).
+//! - `ftruncate`/`truncate`: a negative length is `EINVAL` before anything
+//!   else. `st_rdev` is `NODEV` (all ones) for anything but a device.
+//! - link, symlink, readlink, chmod, fchmod, truncate, `__utimes50`
+//!   (microseconds taken as they come, -1 seconds leaves a time) and
+//!   `__mount50` of "tmpfs" (see [`num`]).
+//! - unlink of a directory: `EPERM`; rmdir of `.`: `EINVAL`, of a `..`
+//!   that is not a file system root: `ENOTEMPTY`; removing, renaming or
+//!   creating over the root or a mount point: `EBUSY` or `EEXIST`.
+//!
+//! # Where the model differs on purpose
+//!
+//! - kill(2) is the model's extension (stock rump kernels answer
+//!   `ENOSYS`): `pid` 0 means the caller; another pid without a client
+//!   (init, a prefork not yet attached) takes the signal and drops it; an
+//!   unknown or negative pid is `ESRCH`; a signal outside 0..64 is
+//!   `EINVAL`.
+//! - rumpfs's getdents moves the offset back one entry when the buffer
+//!   fills (a buffer that holds one entry returns it forever) and sets it
+//!   to -1 when nothing fits; the model's offset moves past what it
+//!   returned and stays when nothing fits.
+//! - A read past the end of a file on the root returns zeros up to the end
+//!   of its last page and `EINVAL` beyond, as rumpfs; but a failed read
+//!   leaves the offset where it was (rumpfs moves it by what it copied).
+//! - Only "tmpfs" mounts, and only new ones: MNT_UPDATE and MNT_GETARGS are
+//!   `EOPNOTSUPP`, a mount over the root directory `EBUSY`; there is no
+//!   unmount. tmpfs's node limit (`ta_nodes_max`) is not kept; its size
+//!   limit is, and so is the kernel's capacity for all files.
+//! - Every process acts as root with uid and gid 0: permission bits are
+//!   checked only by access(X_OK) (`EACCES` without an execute bit).
+//! - Times are a logical clock (one tick per change, from 2023-11-14), not
+//!   the host's; tmpfs updates atime on reads, rumpfs never. Inode numbers
+//!   come from one counter (rumpfs's first ones match a stock kernel's:
+//!   `/` 3, `/dev` 4, `/tmp` 5, `/dev/null` 6, `/dev/zero` 7), not from
+//!   tmpfs node addresses.
+//! - The console's output is kept in memory, not printed.
+//!
+//! # Other choices
 //!
 //! - A read whose COPYOUT fails returns `EFAULT`. For a file or directory
 //!   the offset is put back (unless another call moved it meanwhile); bytes
@@ -52,17 +133,6 @@
 //!   client); MAP_ANON with an fd other than -1 or a length of 0: `EINVAL`.
 //! - `__getcwd` returns the length including the NUL, as NetBSD; `ERANGE`
 //!   if the buffer is shorter.
-//! - unlink of a directory: `EPERM`, as NetBSD. rmdir of `/`: `EBUSY`, of
-//!   `.`: `EINVAL`, of `..`: `ENOTEMPTY`.
-//! - Every process acts as root: open and access check no permission bits,
-//!   except that access(X_OK) on a file with no execute bit is `EACCES`.
-//! - kill: `pid` 0 means the caller; another pid without a client (init, a
-//!   prefork not yet attached) takes the signal and drops it; an unknown or
-//!   negative pid is `ESRCH`; a signal outside 0..64 is `EINVAL`.
-//! - dup3 takes only O_CLOEXEC in its flags (`EINVAL` otherwise); pipe2
-//!   takes O_CLOEXEC and O_NONBLOCK and returns 0.
-//! - Times are a logical clock (one tick per change, from 2023-11-14), not
-//!   the host's; atime is not updated by reads.
 //! - Process names are cut at the first NUL and at 16 bytes (MAXCOMLEN).
 //! - Children of a released process get ppid 1.
 
@@ -78,11 +148,11 @@ mod uio;
 #[cfg(test)]
 mod tests;
 
-use file::FdTable;
+use file::{FdEntry, FdTable, FileObj, OpenFile};
 use fs::Fs;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use proc::{CallGuard, Proc, ProcState, Stats, Waiter, MAXCOMLEN};
-use sp_proto::abi::{Errno, SysResult};
+use sp_proto::abi::{oflag, Errno, SysResult};
 use sp_proto::comm_name;
 use sp_server::{ClientPort, Kernel, Port, ProcId};
 use std::collections::HashMap;
@@ -92,11 +162,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::FD_LIMIT;
+pub use sys::num;
 
 /// The pid of the kernel's own process.
 pub const INIT_PID: i32 = 1;
 /// The umask a new guest starts with.
 pub const DEFAULT_UMASK: u32 = 0o022;
+/// The console keeps the last this many bytes written to it.
+pub const CONSOLE_KEEP: usize = 64 * 1024;
 
 /// The model kernel. See the [module documentation](self).
 pub struct ModelKernel {
@@ -104,6 +177,26 @@ pub struct ModelKernel {
     next_pid: AtomicI32,
     fs: Arc<Fs>,
     stats: Stats,
+    console: Mutex<Vec<u8>>,
+}
+
+/// How to boot a [`ModelKernel`].
+#[derive(Clone, Copy, Debug)]
+pub struct Boot {
+    /// Bytes all regular files may hold together (`ENOSPC` beyond).
+    pub fs_capacity: u64,
+    /// Mount a tmpfs on `/tmp` at boot (as a test set-up would on a stock
+    /// rump kernel); without it `/tmp` is a plain rumpfs directory.
+    pub tmpfs_on_tmp: bool,
+}
+
+impl Default for Boot {
+    fn default() -> Boot {
+        Boot {
+            fs_capacity: fs::DEFAULT_CAPACITY,
+            tmpfs_on_tmp: true,
+        }
+    }
 }
 
 /// What the model knows about one process, for tests and demos.
@@ -133,16 +226,25 @@ fn comm_of(comm: &[u8]) -> Vec<u8> {
 }
 
 impl ModelKernel {
-    /// A kernel holding only init (pid 1) and a fresh file system with
-    /// `/dev/null` and `/tmp`, whose files may hold 1 GiB in all.
+    /// A kernel holding only init (pid 1) and a fresh file system: a
+    /// rumpfs root with `/dev/null`, `/dev/zero` and `/tmp`, a tmpfs
+    /// mounted on `/tmp`, and room for 1 GiB of files.
     pub fn new() -> ModelKernel {
-        ModelKernel::with_fs_capacity(fs::DEFAULT_CAPACITY)
+        ModelKernel::boot(Boot::default())
     }
 
     /// As [`ModelKernel::new`], with regular files limited to `bytes` in
     /// all (`ENOSPC` beyond).
     pub fn with_fs_capacity(bytes: u64) -> ModelKernel {
-        let fs = Fs::new(bytes);
+        ModelKernel::boot(Boot {
+            fs_capacity: bytes,
+            ..Boot::default()
+        })
+    }
+
+    /// A kernel booted as `boot` says.
+    pub fn boot(boot: Boot) -> ModelKernel {
+        let fs = Fs::new(boot.fs_capacity, boot.tmpfs_on_tmp);
         let init = Proc::new(
             INIT_PID,
             0,
@@ -161,6 +263,23 @@ impl ModelKernel {
             next_pid: AtomicI32::new(INIT_PID + 1),
             fs,
             stats: Stats::default(),
+            console: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What guests wrote to the console (descriptors 0, 1 and 2 of a new
+    /// guest): the last [`CONSOLE_KEEP`] bytes.
+    pub fn console_output(&self) -> Vec<u8> {
+        self.console.lock().clone()
+    }
+
+    pub(crate) fn console_write(&self, data: &[u8]) {
+        tracing::debug!(bytes = data.len(), "model console write");
+        let mut c = self.console.lock();
+        c.extend_from_slice(data);
+        if c.len() > CONSOLE_KEEP {
+            let cut = c.len() - CONSOLE_KEEP;
+            c.drain(..cut);
         }
     }
 
@@ -284,9 +403,21 @@ impl fmt::Debug for ModelKernel {
 }
 
 impl Kernel for ModelKernel {
+    /// A guest forked off init gets the console on descriptors 0, 1 and 2
+    /// (one write-only description), as a rump kernel's `rump_consdev_init`
+    /// gives it.
     fn spawn_guest(&self, comm: &[u8], port: Port) -> Result<ProcId, Errno> {
+        let mut fds = FdTable::default();
+        let console = OpenFile::new(FileObj::Console, oflag::O_WRONLY);
+        for fd in 0..3 {
+            let e = FdEntry {
+                file: console.clone(),
+                cloexec: false,
+            };
+            fds.place(fd, e)?;
+        }
         let st = ProcState {
-            fds: FdTable::default(),
+            fds,
             cwd: self.fs.root(),
             umask: DEFAULT_UMASK,
             comm: comm_of(comm),
@@ -310,14 +441,28 @@ impl Kernel for ModelKernel {
         self.new_proc(p.pid, st)
     }
 
+    /// As the reference server does: the prefork is forked once more, its
+    /// descriptor table shared, the child takes the connection, and the
+    /// prefork is released. So the child's pid is one past the prefork's
+    /// and, its parent gone, its ppid is 1.
     fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
         let p = self.get(prefork).ok_or(Errno::ESRCH)?;
-        let mut g = p.st.lock();
-        if g.port.is_some() {
-            return Err(Errno::EBUSY);
-        }
-        g.port = Some(port);
-        Ok(prefork)
+        let st = {
+            let g = p.st.lock();
+            if g.port.is_some() {
+                return Err(Errno::EBUSY);
+            }
+            ProcState {
+                fds: g.fds.clone(),
+                cwd: g.cwd.clone(),
+                umask: g.umask,
+                comm: g.comm.clone(),
+                port: Some(port),
+            }
+        };
+        let child = self.new_proc(p.pid, st)?;
+        self.release(prefork);
+        Ok(child)
     }
 
     fn syscall(&self, proc: ProcId, sysnum: u32, args: &[u8], port: &dyn ClientPort) -> SysResult {

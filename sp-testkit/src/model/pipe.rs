@@ -19,7 +19,6 @@ pub(crate) const PIPE_BUF: usize = 512;
 pub(crate) struct Pipe {
     st: Mutex<PipeState>,
     cond: Condvar,
-    ino: u64,
 }
 
 struct PipeState {
@@ -49,8 +48,8 @@ impl Drop for PipeEnd {
 }
 
 impl Pipe {
-    /// A new pipe with inode number `ino`, and its read and write ends.
-    pub(crate) fn create(ino: u64) -> (PipeEnd, PipeEnd) {
+    /// A new pipe, and its read and write ends.
+    pub(crate) fn create() -> (PipeEnd, PipeEnd) {
         let pipe = Arc::new(Pipe {
             st: Mutex::new(PipeState {
                 buf: VecDeque::new(),
@@ -58,7 +57,6 @@ impl Pipe {
                 writers: 1,
             }),
             cond: Condvar::new(),
-            ino,
         });
         (
             PipeEnd {
@@ -158,15 +156,14 @@ impl Pipe {
         }
     }
 
-    /// fstat(2) of either end.
+    /// fstat(2) of either end, as NetBSD's `pipe_stat`: st_dev, st_ino,
+    /// st_nlink and st_rdev are left 0; one block while data is buffered.
     pub(crate) fn stat(&self) -> Stat {
         let st = self.st.lock();
         let mut s = Stat::default();
-        s.st_dev.set(super::fs::MODEL_DEV);
         s.st_mode.set(mode::S_IFIFO | 0o600);
-        s.st_ino.set(self.ino);
-        s.st_nlink.set(1);
         s.st_size.set(st.buf.len() as i64);
+        s.st_blocks.set(i64::from(!st.buf.is_empty()));
         s.st_blksize.set(PIPE_SIZE as u32);
         s
     }

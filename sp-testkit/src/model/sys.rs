@@ -4,21 +4,61 @@
 //! short for a slot the call uses is `EFAULT`). Data crosses only through
 //! the port, and never with a kernel lock held.
 
-use super::file::{FdEntry, FileObj, OpenFile, FD_LIMIT};
-use super::fs::{Kind, OpenHow, ReadOut, VnodeRef};
+use super::file::{FdEntry, FileObj, OpenFile, FCNTLFLAGS, FD_LIMIT, O_ASYNC, O_NOSIGPIPE};
+use super::fs::{FsType, Kind, Nd, OpenHow, ReadOut, SetAttr, TmpfsArgs, Ts, VnodeRef, ROOT_INO};
 use super::pipe::Pipe;
 use super::proc::{Proc, Waiter};
 use super::uio::{Segs, IO_CHUNK};
 use super::ModelKernel;
-use sp_proto::abi::{fcntl, misc, oflag, sig, sys, Errno, Stat, SysResult};
+use sp_proto::abi::{fcntl, misc, mode, oflag, sig, sys, Errno, Stat, SysResult};
 use sp_server::{Args, ClientPort};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// NetBSD numbers of the calls `sp_proto::abi::sys` does not name.
+pub mod num {
+    /// link(path, link).
+    pub const LINK: u32 = 9;
+    /// chmod(path, mode).
+    pub const CHMOD: u32 = 15;
+    /// symlink(path, link).
+    pub const SYMLINK: u32 = 57;
+    /// readlink(path, buf, count).
+    pub const READLINK: u32 = 58;
+    /// fchmod(fd, mode).
+    pub const FCHMOD: u32 = 124;
+    /// truncate(path, PAD, length).
+    pub const TRUNCATE: u32 = 200;
+    /// __mount50(type, path, flags, data, data_len).
+    pub const MOUNT: u32 = 410;
+    /// __utimes50(path, tptr): two `struct timeval` {i64 sec, i32 usec}.
+    pub const UTIMES: u32 = 420;
+}
 
 /// Path buffer size, NUL included (NetBSD's MAXPATHLEN).
 pub(crate) const MAXPATHLEN: usize = 1024;
 /// Signals are 1..NSIG (NetBSD's NSIG).
 const NSIG: i32 = 64;
+/// `O_NOFOLLOW`.
+const O_NOFOLLOW: u32 = 0x100;
+/// The sticky bit, which open(2) drops from a new file's mode.
+const S_ISTXT: u32 = 0o1000;
+/// `ACCESSPERMS` and `ALLPERMS`.
+const ACCESSPERMS: u32 = 0o777;
+const ALLPERMS: u32 = 0o7777;
+/// NetBSD's ENODEV (an unknown file system type; an ioctl a device lacks).
+const ENODEV: Errno = Errno(19);
+/// File system type names are shorter than this (MFSNAMELEN).
+const MFSNAMELEN: usize = 32;
+/// Largest mount argument block (VFS_MAX_MOUNT_DATA).
+const VFS_MAX_MOUNT_DATA: u64 = 8192;
+/// `sizeof(struct tmpfs_args)` and `TMPFS_ARGS_VERSION`.
+const TMPFS_ARGS_SIZE: usize = 40;
+const TMPFS_ARGS_VERSION: i32 = 1;
+/// Mount flags the model looks at.
+const MNT_EXPORTED: u32 = 0x100;
+const MNT_UPDATE: u32 = 0x1_0000;
+const MNT_GETARGS: u32 = 0x40_0000;
 
 /// One running call: the kernel, the calling process, its client and
 /// arguments, and how it waits.
@@ -93,10 +133,19 @@ impl<'a> Ctx<'a> {
             sys::FTRUNCATE => self.ftruncate(),
             sys::GETCWD => self.getcwd(),
             sys::GETDENTS => self.getdents(),
-            sys::STAT | sys::LSTAT => self.stat(),
+            sys::STAT => self.stat(Nd::FOLLOW),
+            sys::LSTAT => self.stat(Nd::NOFOLLOW),
             sys::FSTAT => self.fstat(),
             sys::PIPE2 => self.pipe2(),
             sys::DUP3 => self.dup3(),
+            num::LINK => self.link(),
+            num::CHMOD => self.chmod(),
+            num::SYMLINK => self.symlink(),
+            num::READLINK => self.readlink(),
+            num::FCHMOD => self.fchmod(),
+            num::TRUNCATE => self.truncate(),
+            num::MOUNT => self.mount(),
+            num::UTIMES => self.utimes(),
             _ => Err(Errno::ENOSYS),
         }
     }
@@ -159,10 +208,22 @@ impl<'a> Ctx<'a> {
         drop(gone);
     }
 
-    /// A write found no reader: SIGPIPE to the caller, `EPIPE`.
-    fn epipe(&self) -> SysResult {
-        let _ = self.port.raise(sig::SIGPIPE);
+    /// A write found no reader: SIGPIPE to the caller (unless the
+    /// description has O_NOSIGPIPE), `EPIPE`.
+    fn epipe(&self, f: &OpenFile) -> SysResult {
+        if !f.nosigpipe() {
+            let _ = self.port.raise(sig::SIGPIPE);
+        }
         Err(Errno::EPIPE)
+    }
+
+    /// The vnode behind a description; `EINVAL` for anything else (NetBSD's
+    /// `fd_getvnode`).
+    fn vnode(f: &OpenFile) -> Result<&VnodeRef, Errno> {
+        match &f.obj {
+            FileObj::Vnode(v) => Ok(v),
+            _ => Err(Errno::EINVAL),
+        }
     }
 
     fn copyout_stat(&self, st: &Stat, addr: u64) -> SysResult {
@@ -179,6 +240,8 @@ impl<'a> Ctx<'a> {
         }
         let want = usize::try_from(dst.total()).map_err(|_| Errno::EINVAL)?;
         match &f.obj {
+            // Write-only: refused above.
+            FileObj::Console => Err(Errno::EBADF),
             FileObj::Pipe(end) => {
                 if at.is_some() {
                     return Err(Errno::ESPIPE);
@@ -192,29 +255,40 @@ impl<'a> Ctx<'a> {
                 let fs = v.fs();
                 let get = |off: u64| match fs.read(v.ino(), off, want)? {
                     ReadOut::IsDir => Err(Errno::EISDIR),
-                    ReadOut::Data(d) => Ok(d),
+                    out => Ok(out),
+                };
+                let put = |out: &ReadOut| match out {
+                    ReadOut::Data(d) => dst.scatter(self.port, d).map(|()| d.len()),
+                    ReadOut::Zeros(n) => dst.scatter_zeros(self.port, *n as u64).map(|()| *n),
+                    ReadOut::IsDir => Err(Errno::EISDIR),
+                };
+                let len = |out: &ReadOut| match out {
+                    ReadOut::Data(d) => d.len() as u64,
+                    ReadOut::Zeros(n) => *n as u64,
+                    ReadOut::IsDir => 0,
                 };
                 if let Some(off) = at {
-                    let off = u64::try_from(off).map_err(|_| Errno::EINVAL)?;
-                    let data = get(off)?;
-                    dst.scatter(self.port, &data)?;
-                    return ok(data.len() as i64);
+                    // Negative only for a device, which ignores it.
+                    let off = u64::try_from(off).unwrap_or(0);
+                    return ok(put(&get(off)?)? as i64);
                 }
-                let (start, end, data) = {
+                let (start, end, out) = {
                     let mut off = f.offset.lock();
                     let start = *off;
-                    let data = get(start)?;
-                    *off = start + data.len() as u64;
-                    (start, *off, data)
+                    let out = get(start)?;
+                    *off = start + len(&out);
+                    (start, *off, out)
                 };
-                if let Err(e) = dst.scatter(self.port, &data) {
-                    let mut off = f.offset.lock();
-                    if *off == end {
-                        *off = start;
+                match put(&out) {
+                    Ok(n) => ok(n as i64),
+                    Err(e) => {
+                        let mut off = f.offset.lock();
+                        if *off == end {
+                            *off = start;
+                        }
+                        Err(e)
                     }
-                    return Err(e);
                 }
-                ok(data.len() as i64)
             }
         }
     }
@@ -226,6 +300,22 @@ impl<'a> Ctx<'a> {
         }
         let total = src.total();
         match &f.obj {
+            FileObj::Console => {
+                if at.is_some() {
+                    return Err(Errno::ESPIPE);
+                }
+                let mut done = 0u64;
+                while done < total {
+                    let n = IO_CHUNK.min(total - done);
+                    let data = match src.gather(self.port, done, n) {
+                        Ok(d) => d,
+                        Err(e) => return partial(done, e),
+                    };
+                    self.k.console_write(&data);
+                    done += n;
+                }
+                ok(done as i64)
+            }
             FileObj::Pipe(end) => {
                 if at.is_some() {
                     return Err(Errno::ESPIPE);
@@ -234,7 +324,7 @@ impl<'a> Ctx<'a> {
                 loop {
                     // Checked before any COPYIN, as a real kernel does.
                     if !end.pipe.has_reader() {
-                        return self.epipe();
+                        return self.epipe(f);
                     }
                     if done == total {
                         return ok(done as i64);
@@ -251,23 +341,28 @@ impl<'a> Ctx<'a> {
                                 return ok(done as i64);
                             }
                         }
-                        Err(Errno::EPIPE) => return self.epipe(),
+                        Err(Errno::EPIPE) => return self.epipe(f),
                         Err(e) => return partial(done, e),
                     }
                 }
             }
             FileObj::Vnode(v) => {
                 let fs = v.fs();
+                // Negative only for a device, which ignores it.
+                let start = at.map(|off| u64::try_from(off).unwrap_or(0));
                 match fs.kind(v.ino())? {
-                    // /dev/null takes everything without looking at it.
-                    Kind::Null => return ok(total as i64),
+                    // Devices take everything without looking at it.
+                    Kind::Dev(_) => {
+                        if start.is_none() {
+                            let mut off = f.offset.lock();
+                            *off = off.wrapping_add(total);
+                        }
+                        return ok(total as i64);
+                    }
                     Kind::Dir => return Err(Errno::EISDIR),
+                    Kind::Link => return Err(Errno::EINVAL),
                     Kind::File => {}
                 }
-                let start = match at {
-                    Some(off) => Some(u64::try_from(off).map_err(|_| Errno::EINVAL)?),
-                    None => None,
-                };
                 let mut done = 0u64;
                 while done < total {
                     let n = IO_CHUNK.min(total - done);
@@ -277,8 +372,9 @@ impl<'a> Ctx<'a> {
                     };
                     let r = match start {
                         Some(s) => s.checked_add(done).ok_or(Errno::EINVAL).and_then(|o| {
-                            // pwrite writes at its offset even with O_APPEND.
-                            fs.write(v.ino(), o, false, &data).map(drop)
+                            // pwrite on an O_APPEND description appends, as
+                            // NetBSD's vn_write does.
+                            fs.write(v.ino(), o, f.append(), &data).map(drop)
                         }),
                         None => {
                             let mut off = f.offset.lock();
@@ -296,37 +392,73 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn read(&self) -> SysResult {
+    /// The description in slot 0, checked for reading (`write` false) or
+    /// writing, as read(2) and friends check before anything else.
+    fn io_file(&self, write: bool) -> Result<Arc<OpenFile>, Errno> {
         let f = self.file_arg(0)?;
+        let allowed = if write { f.writable() } else { f.readable() };
+        if !allowed {
+            return Err(Errno::EBADF);
+        }
+        Ok(f)
+    }
+
+    /// pread and pwrite: the seek checks (`ESPIPE` for anything but a
+    /// vnode, `EINVAL` for a negative offset but on a device) before the
+    /// transfer.
+    fn at(f: &OpenFile, off: i64) -> Result<Option<i64>, Errno> {
+        let FileObj::Vnode(v) = &f.obj else {
+            return Err(Errno::ESPIPE);
+        };
+        if off < 0 && !matches!(v.fs().kind(v.ino())?, Kind::Dev(_)) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Some(off))
+    }
+
+    fn read(&self) -> SysResult {
+        let f = self.io_file(false)?;
         self.do_read(&f, &Segs::one(self.a.u64(1)?, self.a.u64(2)?)?, None)
     }
 
     fn write(&self) -> SysResult {
-        let f = self.file_arg(0)?;
+        let f = self.io_file(true)?;
         self.do_write(&f, &Segs::one(self.a.u64(1)?, self.a.u64(2)?)?, None)
     }
 
     fn pread(&self) -> SysResult {
-        let f = self.file_arg(0)?;
+        let f = self.io_file(false)?;
+        let at = Self::at(&f, self.a.i64(4)?)?;
         let segs = Segs::one(self.a.u64(1)?, self.a.u64(2)?)?;
-        self.do_read(&f, &segs, Some(self.a.i64(4)?))
+        self.do_read(&f, &segs, at)
     }
 
     fn pwrite(&self) -> SysResult {
-        let f = self.file_arg(0)?;
+        let f = self.io_file(true)?;
+        let at = Self::at(&f, self.a.i64(4)?)?;
         let segs = Segs::one(self.a.u64(1)?, self.a.u64(2)?)?;
-        self.do_write(&f, &segs, Some(self.a.i64(4)?))
+        self.do_write(&f, &segs, at)
+    }
+
+    /// readv and writev: an empty vector is `EINVAL` before anything else,
+    /// as NetBSD's do_filereadv has it.
+    fn iov_file(&self, write: bool) -> Result<(Arc<OpenFile>, Segs), Errno> {
+        let cnt = self.a.i32(2)?;
+        if cnt == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let f = self.io_file(write)?;
+        let segs = Segs::from_iov(self.port, self.a.u64(1)?, cnt)?;
+        Ok((f, segs))
     }
 
     fn readv(&self) -> SysResult {
-        let f = self.file_arg(0)?;
-        let segs = Segs::from_iov(self.port, self.a.u64(1)?, self.a.i32(2)?)?;
+        let (f, segs) = self.iov_file(false)?;
         self.do_read(&f, &segs, None)
     }
 
     fn writev(&self) -> SysResult {
-        let f = self.file_arg(0)?;
-        let segs = Segs::from_iov(self.port, self.a.u64(1)?, self.a.i32(2)?)?;
+        let (f, segs) = self.iov_file(true)?;
         self.do_write(&f, &segs, None)
     }
 
@@ -343,48 +475,55 @@ impl<'a> Ctx<'a> {
             misc::SEEK_END => v.fs().size(v.ino())? as i64,
             _ => return Err(Errno::EINVAL),
         };
+        // A device takes any offset (NetBSD's spec_seek); others none
+        // below 0.
+        let dev = matches!(v.fs().kind(v.ino())?, Kind::Dev(_));
         let new = base
             .checked_add(off)
-            .filter(|&n| n >= 0)
+            .filter(|&n| n >= 0 || dev)
             .ok_or(Errno::EINVAL)?;
         *cur = new as u64;
         ok(new)
     }
 
     fn ftruncate(&self) -> SysResult {
-        let f = self.file_arg(0)?;
         let len = self.a.i64(2)?;
-        let FileObj::Vnode(v) = &f.obj else {
-            return Err(Errno::EINVAL);
-        };
-        if !f.writable() || len < 0 {
+        if len < 0 {
             return Err(Errno::EINVAL);
         }
-        v.fs().truncate(v.ino(), len as u64)?;
+        let f = self.file_arg(0)?;
+        let v = Self::vnode(&f)?;
+        if !f.writable() {
+            return Err(Errno::EINVAL);
+        }
+        if v.fs().kind(v.ino())? == Kind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        v.fs().setattr(v.ino(), SetAttr::Size(len as u64))?;
         ok(0)
     }
 
     fn fsync(&self) -> SysResult {
-        match self.file_arg(0)?.obj {
-            FileObj::Vnode(_) => ok(0),
-            FileObj::Pipe(_) => Err(Errno::EINVAL),
-        }
+        let f = self.file_arg(0)?;
+        Self::vnode(&f)?;
+        ok(0)
     }
 
     fn getdents(&self) -> SysResult {
         let f = self.file_arg(0)?;
         let (buf, count) = (self.a.u64(1)?, self.a.usize(2)?);
-        let FileObj::Vnode(v) = &f.obj else {
-            return Err(Errno::EINVAL);
-        };
+        let v = Self::vnode(&f)?;
         if !f.readable() {
             return Err(Errno::EBADF);
+        }
+        if v.fs().kind(v.ino())? != Kind::Dir {
+            return Err(Errno::EINVAL);
         }
         let (start, end, data) = {
             let mut off = f.offset.lock();
             let start = *off;
-            let (data, n) = v.fs().getdents(v.ino(), start, count)?;
-            *off = start + n;
+            let (data, next) = v.fs().getdents(v.ino(), start, count)?;
+            *off = next;
             (start, *off, data)
         };
         if let Err(e) = self.port.copyout(buf, &data) {
@@ -411,13 +550,18 @@ impl<'a> Ctx<'a> {
         let mode = if create { self.a.u32(2)? } else { 0 };
         // Fail before creating anything if no descriptor is free.
         self.p.st.lock().fds.lowest_free(0)?;
+        let directory = flags & oflag::O_DIRECTORY != 0;
+        if create && directory {
+            return Err(Errno::EINVAL);
+        }
         let how = OpenHow {
             create,
             excl: flags & oflag::O_EXCL != 0,
             trunc: flags & oflag::O_TRUNC != 0,
-            directory: flags & oflag::O_DIRECTORY != 0,
-            writable: acc != oflag::O_RDONLY,
-            perm: mode & 0o7777 & !self.umask_now(),
+            directory,
+            nofollow: flags & O_NOFOLLOW != 0,
+            write: acc != oflag::O_RDONLY,
+            perm: (mode & !self.umask_now()) & ALLPERMS & !S_ISTXT,
         };
         let cwd = self.cwd();
         let v = self.k.fs.open(cwd.ino(), &path, &how)?;
@@ -435,13 +579,13 @@ impl<'a> Ctx<'a> {
     fn unlink(&self) -> SysResult {
         let path = self.path(0)?;
         let cwd = self.cwd();
-        self.k.fs.unlink(cwd.ino(), &path)?;
+        self.k.fs.remove(cwd.ino(), &path, false)?;
         ok(0)
     }
 
     fn mkdir(&self) -> SysResult {
         let path = self.path(0)?;
-        let perm = self.a.u32(1)? & 0o7777 & !self.umask_now();
+        let perm = self.a.u32(1)? & ACCESSPERMS & !self.umask_now();
         let cwd = self.cwd();
         self.k.fs.mkdir(cwd.ino(), &path, perm)?;
         ok(0)
@@ -450,7 +594,160 @@ impl<'a> Ctx<'a> {
     fn rmdir(&self) -> SysResult {
         let path = self.path(0)?;
         let cwd = self.cwd();
-        self.k.fs.rmdir(cwd.ino(), &path)?;
+        self.k.fs.remove(cwd.ino(), &path, true)?;
+        ok(0)
+    }
+
+    fn link(&self) -> SysResult {
+        let from = self.path(0)?;
+        let to = self.path(1)?;
+        let cwd = self.cwd();
+        self.k.fs.link(cwd.ino(), &from, &to)?;
+        ok(0)
+    }
+
+    fn symlink(&self) -> SysResult {
+        let target = self.path(0)?;
+        let path = self.path(1)?;
+        let perm = ACCESSPERMS & !self.umask_now();
+        let cwd = self.cwd();
+        self.k.fs.symlink(cwd.ino(), &target, &path, perm)?;
+        ok(0)
+    }
+
+    fn readlink(&self) -> SysResult {
+        let path = self.path(0)?;
+        let (buf, count) = (self.a.u64(1)?, self.a.u64(2)?);
+        let cwd = self.cwd();
+        let target = self.k.fs.readlink(cwd.ino(), &path)?;
+        let n = target
+            .len()
+            .min(usize::try_from(count).unwrap_or(usize::MAX));
+        if n > 0 {
+            self.port.copyout(buf, &target[..n])?;
+        }
+        ok(n as i64)
+    }
+
+    fn chmod(&self) -> SysResult {
+        let path = self.path(0)?;
+        let m = self.a.u32(1)?;
+        let cwd = self.cwd();
+        self.k
+            .fs
+            .setattr_path(cwd.ino(), &path, SetAttr::Mode(m & ALLPERMS))?;
+        ok(0)
+    }
+
+    fn fchmod(&self) -> SysResult {
+        let f = self.file_arg(0)?;
+        let m = self.a.u32(1)?;
+        let v = Self::vnode(&f)?;
+        v.fs().setattr(v.ino(), SetAttr::Mode(m & ALLPERMS))?;
+        ok(0)
+    }
+
+    fn truncate(&self) -> SysResult {
+        let len = self.a.i64(2)?;
+        if len < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let path = self.path(0)?;
+        let cwd = self.cwd();
+        self.k
+            .fs
+            .setattr_path(cwd.ino(), &path, SetAttr::Size(len as u64))?;
+        ok(0)
+    }
+
+    fn utimes(&self) -> SysResult {
+        let tptr = self.a.u64(1)?;
+        let attr = if tptr == 0 {
+            SetAttr::Times(None, None)
+        } else {
+            // Two LP64 `struct timeval`: i64 seconds, i32 microseconds, pad.
+            let mut raw = [0u8; 32];
+            self.port.copyin(tptr, &mut raw)?;
+            let tv = |b: &[u8]| {
+                let mut sec = [0u8; 8];
+                let mut usec = [0u8; 4];
+                sec.copy_from_slice(&b[..8]);
+                usec.copy_from_slice(&b[8..12]);
+                Ts {
+                    sec: i64::from_le_bytes(sec),
+                    nsec: i64::from(i32::from_le_bytes(usec)) * 1000,
+                }
+            };
+            SetAttr::Times(Some(tv(&raw[..16])), Some(tv(&raw[16..])))
+        };
+        let path = self.path(0)?;
+        let cwd = self.cwd();
+        self.k.fs.setattr_path(cwd.ino(), &path, attr)?;
+        ok(0)
+    }
+
+    /// __mount50: only "tmpfs", with a `struct tmpfs_args` (version 1); a
+    /// fresh empty tmpfs covers the directory.
+    fn mount(&self) -> SysResult {
+        let path = self.path(1)?;
+        let flags = self.a.u32(2)?;
+        let (data, len) = (self.a.u64(3)?, self.a.u64(4)?);
+        let cwd = self.cwd();
+        let (on, kind) = self.k.fs.lookup_ref(cwd.ino(), &path, Nd::FOLLOW)?;
+        if flags & (MNT_UPDATE | MNT_GETARGS) != 0 {
+            // Changing or reading a mount is not modelled.
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let ty = self
+            .port
+            .copyinstr(self.a.u64(0)?, MFSNAMELEN)
+            .map_err(|e| if e == Errno::EFAULT { e } else { ENODEV })?;
+        if ty != b"tmpfs" {
+            return Err(ENODEV);
+        }
+        let args = if data == 0 {
+            None
+        } else {
+            let len = if len == 0 {
+                TMPFS_ARGS_SIZE as u64
+            } else {
+                len
+            };
+            if len > VFS_MAX_MOUNT_DATA {
+                return Err(Errno::EINVAL);
+            }
+            Some(self.port.copyin_vec(data, len as usize)?)
+        };
+        if kind != Kind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        if flags & MNT_EXPORTED != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let args = args
+            .filter(|a| a.len() >= TMPFS_ARGS_SIZE)
+            .ok_or(Errno::EINVAL)?;
+        let word = |at: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&args[at..at + 4]);
+            b
+        };
+        if i32::from_le_bytes(word(0)) != TMPFS_ARGS_VERSION {
+            return Err(Errno::EINVAL);
+        }
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&args[16..24]);
+        let targs = TmpfsArgs {
+            size_max: i64::from_le_bytes(size),
+            uid: u32::from_le_bytes(word(24)),
+            gid: u32::from_le_bytes(word(28)),
+            mode: u32::from_le_bytes(word(32)) & ALLPERMS,
+        };
+        if on.ino() == ROOT_INO {
+            // Covering the root is not modelled.
+            return Err(Errno::EBUSY);
+        }
+        self.k.fs.mount_tmpfs(on.ino(), targs)?;
         ok(0)
     }
 
@@ -469,8 +766,8 @@ impl<'a> Ctx<'a> {
             return Err(Errno::EINVAL);
         }
         let cwd = self.cwd();
-        let (is_dir, perm) = self.k.fs.access(cwd.ino(), &path)?;
-        if amode & misc::X_OK != 0 && !is_dir && perm & 0o111 == 0 {
+        let (kind, perm) = self.k.fs.access(cwd.ino(), &path)?;
+        if amode & misc::X_OK != 0 && kind != Kind::Dir && perm & 0o111 == 0 {
             return Err(Errno::EACCES);
         }
         ok(0)
@@ -484,8 +781,8 @@ impl<'a> Ctx<'a> {
     fn chdir(&self) -> SysResult {
         let path = self.path(0)?;
         let cwd = self.cwd();
-        let (v, is_dir) = self.k.fs.lookup_ref(cwd.ino(), &path)?;
-        if !is_dir {
+        let (v, kind) = self.k.fs.lookup_ref(cwd.ino(), &path, Nd::FOLLOW)?;
+        if kind != Kind::Dir {
             return Err(Errno::ENOTDIR);
         }
         self.set_cwd(v);
@@ -494,13 +791,12 @@ impl<'a> Ctx<'a> {
 
     fn fchdir(&self) -> SysResult {
         let f = self.file_arg(0)?;
-        match &f.obj {
-            FileObj::Vnode(v) if v.fs().kind(v.ino())? == Kind::Dir => {
-                self.set_cwd(v.clone());
-                ok(0)
-            }
-            _ => Err(Errno::ENOTDIR),
+        let v = Self::vnode(&f)?;
+        if v.fs().kind(v.ino())? != Kind::Dir {
+            return Err(Errno::ENOTDIR);
         }
+        self.set_cwd(v.clone());
+        ok(0)
     }
 
     fn getcwd(&self) -> SysResult {
@@ -515,11 +811,11 @@ impl<'a> Ctx<'a> {
         ok(path.len() as i64)
     }
 
-    fn stat(&self) -> SysResult {
+    fn stat(&self, nd: Nd) -> SysResult {
         let path = self.path(0)?;
         let sb = self.a.u64(1)?;
         let cwd = self.cwd();
-        let st = self.k.fs.stat_path(cwd.ino(), &path)?;
+        let st = self.k.fs.stat_path(cwd.ino(), &path, nd)?;
         self.copyout_stat(&st, sb)
     }
 
@@ -529,6 +825,7 @@ impl<'a> Ctx<'a> {
         let st = match &f.obj {
             FileObj::Vnode(v) => v.fs().stat(v.ino())?,
             FileObj::Pipe(end) => end.pipe.stat(),
+            FileObj::Console => console_stat(),
         };
         self.copyout_stat(&st, sb)
     }
@@ -548,37 +845,35 @@ impl<'a> Ctx<'a> {
         )? as i64)
     }
 
-    /// dup2 and dup3: `to` becomes a copy of `from`.
-    fn dup_to(&self, from: i32, to: i32, cloexec: bool) -> SysResult {
-        let old = {
-            let mut st = self.p.st.lock();
-            let file = st.fds.get(from)?.file.clone();
-            st.fds.place(to, FdEntry { file, cloexec })?
-        };
+    /// dup2 and dup3, as NetBSD's `dodup`: `to` out of range is
+    /// `EBADF`; `from == to` changes nothing (flags unchecked); dup3 takes
+    /// O_CLOEXEC and O_NONBLOCK (set on the description).
+    fn dup_to(&self, from: i32, to: i32, flags: u32) -> SysResult {
+        let file = self.file(from)?;
+        if usize::try_from(to).map_or(true, |t| t >= FD_LIMIT) {
+            return Err(Errno::EBADF);
+        }
+        if from == to {
+            return ok(to as i64);
+        }
+        if flags & !(oflag::O_CLOEXEC | oflag::O_NONBLOCK) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let cloexec = flags & oflag::O_CLOEXEC != 0;
+        if flags & oflag::O_NONBLOCK != 0 {
+            file.set_nonblock();
+        }
+        let old = self.p.st.lock().fds.place(to, FdEntry { file, cloexec })?;
         drop(old);
         ok(to as i64)
     }
 
     fn dup2(&self) -> SysResult {
-        let (from, to) = (self.a.i32(0)?, self.a.i32(1)?);
-        if from == to {
-            // Nothing changes, not even close-on-exec.
-            self.file(from)?;
-            return ok(to as i64);
-        }
-        self.dup_to(from, to, false)
+        self.dup_to(self.a.i32(0)?, self.a.i32(1)?, 0)
     }
 
     fn dup3(&self) -> SysResult {
-        let (from, to, flags) = (self.a.i32(0)?, self.a.i32(1)?, self.a.u32(2)?);
-        if flags & !oflag::O_CLOEXEC != 0 {
-            return Err(Errno::EINVAL);
-        }
-        self.file(from)?;
-        if from == to {
-            return Err(Errno::EINVAL);
-        }
-        self.dup_to(from, to, flags & oflag::O_CLOEXEC != 0)
+        self.dup_to(self.a.i32(0)?, self.a.i32(1)?, self.a.u32(2)?)
     }
 
     fn fcntl(&self) -> SysResult {
@@ -611,7 +906,24 @@ impl<'a> Ctx<'a> {
             }
             fcntl::F_GETFL => ok(file.flags() as i64),
             fcntl::F_SETFL => {
-                file.set_flags(self.a.u32(2)?);
+                // NetBSD's FFLAGS: the argument plus one, so 3 sets
+                // O_NONBLOCK.
+                let new = (self.a.u64(2)?.wrapping_add(1) & u64::from(FCNTLFLAGS)) as u32;
+                let changed = (new ^ file.flags()) & (oflag::O_NONBLOCK | O_ASYNC);
+                match &file.obj {
+                    FileObj::Pipe(_) => {}
+                    // rumpcons answers FIONBIO and FIOASYNC with ENOTTY.
+                    FileObj::Console if changed != 0 => return Err(Errno::ENOTTY),
+                    FileObj::Console => {}
+                    FileObj::Vnode(v) => match (v.fs().fstype(v.ino())?, v.fs().kind(v.ino())?) {
+                        // The null device has no ioctls.
+                        (_, Kind::Dev(_)) if changed != 0 => return Err(ENODEV),
+                        (_, Kind::Dev(_)) | (FsType::Tmpfs, _) => {}
+                        // rumpfs refuses fcntl from a remote process.
+                        (FsType::Rumpfs, _) => return Err(Errno::EINVAL),
+                    },
+                }
+                file.set_flags(new);
                 ok(0)
             }
             _ => Err(Errno::EINVAL),
@@ -619,11 +931,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Makes a pipe and installs its ends; returns (read fd, write fd).
+    /// The ends' F_GETFL shows every flag pipe2 was given, as NetBSD's.
     fn make_pipe(&self, flags: u32) -> Result<(i32, i32, [Arc<OpenFile>; 2]), Errno> {
-        let (r, w) = Pipe::create(self.k.fs.new_ino());
-        let nb = flags & oflag::O_NONBLOCK;
-        let rf = OpenFile::new(FileObj::Pipe(r), oflag::O_RDONLY | nb);
-        let wf = OpenFile::new(FileObj::Pipe(w), oflag::O_WRONLY | nb);
+        let (r, w) = Pipe::create();
+        let rf = OpenFile::with_flags(FileObj::Pipe(r), oflag::O_RDONLY | flags);
+        let wf = OpenFile::with_flags(FileObj::Pipe(w), oflag::O_WRONLY | flags);
         let cloexec = flags & oflag::O_CLOEXEC != 0;
         let rfd = self.install(rf.clone(), cloexec)?;
         match self.install(wf.clone(), cloexec) {
@@ -642,7 +954,7 @@ impl<'a> Ctx<'a> {
 
     fn pipe2(&self) -> SysResult {
         let (fds, flags) = (self.a.u64(0)?, self.a.u32(1)?);
-        if flags & !(oflag::O_CLOEXEC | oflag::O_NONBLOCK) != 0 {
+        if flags & !(oflag::O_CLOEXEC | oflag::O_NONBLOCK | O_NOSIGPIPE) != 0 {
             return Err(Errno::EINVAL);
         }
         let (r, w, [rf, wf]) = self.make_pipe(flags)?;
@@ -660,7 +972,7 @@ impl<'a> Ctx<'a> {
     // ---- processes and memory ----
 
     fn umask(&self) -> SysResult {
-        let new = self.a.u32(0)? & 0o7777;
+        let new = self.a.u32(0)? & ALLPERMS;
         let old = std::mem::replace(&mut self.p.st.lock().umask, new);
         ok(old as i64)
     }
@@ -701,4 +1013,20 @@ impl<'a> Ctx<'a> {
         let addr = self.port.anonmmap(len)?;
         ok(addr as i64)
     }
+}
+
+/// fstat(2) of the console, as rumpcons answers it: a character device,
+/// mode 0600, everything else 0 but the times (boot time).
+fn console_stat() -> Stat {
+    let mut st = Stat::default();
+    st.st_mode.set(mode::S_IFCHR | 0o600);
+    for t in [
+        &mut st.st_atim,
+        &mut st.st_mtim,
+        &mut st.st_ctim,
+        &mut st.st_birthtim,
+    ] {
+        t.sec.set(super::fs::BOOT_TIME);
+    }
+    st
 }

@@ -26,17 +26,15 @@ impl Segs {
     }
 
     /// The buffers of `cnt` iovecs at `iov`: COPYIN of the 16-byte
-    /// `{base, len}` records. `EINVAL` for a count outside `0..=IOV_MAX` or
-    /// a total above `SSIZE_MAX`.
+    /// `{base, len}` records. `EINVAL` for a count outside `1..=IOV_MAX` or
+    /// a total above `SSIZE_MAX` (NetBSD refuses an empty vector).
     pub(crate) fn from_iov(port: &dyn ClientPort, iov: u64, cnt: i32) -> Result<Segs, Errno> {
         let cnt = usize::try_from(cnt)
             .ok()
-            .filter(|&c| c <= IOV_MAX)
+            .filter(|&c| (1..=IOV_MAX).contains(&c))
             .ok_or(Errno::EINVAL)?;
         let mut raw = vec![0u8; cnt * IOVEC_SIZE];
-        if cnt > 0 {
-            port.copyin(iov, &mut raw)?;
-        }
+        port.copyin(iov, &mut raw)?;
         let mut segs = Vec::with_capacity(cnt);
         let mut total: u64 = 0;
         for rec in raw.chunks_exact(IOVEC_SIZE) {
@@ -100,6 +98,25 @@ impl Segs {
                 port.copyout(addr.wrapping_add(i as u64 * IO_CHUNK), piece)?;
             }
             data = rest;
+        }
+        Ok(())
+    }
+
+    /// COPYOUT of `n` zero bytes into the buffers from their start (a read
+    /// of `/dev/zero`), in pieces of at most [`IO_CHUNK`].
+    pub(crate) fn scatter_zeros(&self, port: &dyn ClientPort, mut n: u64) -> Result<(), Errno> {
+        let zeros = vec![0u8; IO_CHUNK.min(n) as usize];
+        for &(addr, slen) in &self.0 {
+            let mut done = 0;
+            while n > 0 && done < slen {
+                let k = IO_CHUNK.min(n).min(slen - done);
+                port.copyout(addr.wrapping_add(done), &zeros[..k as usize])?;
+                done += k;
+                n -= k;
+            }
+            if n == 0 {
+                break;
+            }
         }
         Ok(())
     }

@@ -1,22 +1,56 @@
 //! Directories, path resolution, rename, cwd, getdents.
 
 use super::T;
-use sp_proto::abi::{dt, oflag, sys, Dirent, Errno};
+use crate::model::{num, Boot, ModelKernel};
+use sp_proto::abi::{dt, mode, oflag, sys, Dirent, Errno};
+use std::sync::Arc;
 
 #[test]
 fn initial_tree() {
     let t = T::new();
-    assert_eq!(t.names("/"), [".", "..", "dev", "tmp"]);
-    assert_eq!(t.names("/dev"), [".", "..", "null"]);
+    // The root is rumpfs: no . or .., the newest entry first.
+    assert_eq!(t.names("/"), ["tmp", "dev"]);
+    assert_eq!(t.names("/dev"), ["zero", "null"]);
+    // /tmp is a tmpfs: . and .., then the entries oldest first.
     assert_eq!(t.names("/tmp"), [".", ".."]);
     let (root, _) = t.list("/", 4096);
-    let root_ino = t.stat("/").unwrap().st_ino.get();
-    assert_eq!(root[0].fileno, root_ino);
-    assert_eq!(root[1].fileno, root_ino, "the root is its own parent");
     assert!(root.iter().all(|d| d.kind == dt::DT_DIR));
+    // Inode numbers as a stock rump kernel hands them out.
+    let ino = |p: &str| t.stat(p).unwrap().st_ino.get();
+    assert_eq!(
+        [ino("/"), ino("/dev"), ino("/dev/null"), ino("/dev/zero")],
+        [3, 4, 6, 7]
+    );
     let (dev, _) = t.list("/dev", 4096);
-    assert_eq!(dev[2].kind, dt::DT_CHR);
-    assert_eq!(dev[2].fileno, t.stat("/dev/null").unwrap().st_ino.get());
+    assert_eq!(dev[1].kind, dt::DT_CHR);
+    assert_eq!(dev[1].fileno, ino("/dev/null"));
+    // The tmpfs root on /tmp: its own device, its .. is its own root in
+    // the listing, and /tmp/.. leads back to /.
+    let (tmp, _) = t.list("/tmp", 4096);
+    assert_eq!(tmp[0].fileno, ino("/tmp"));
+    assert_eq!(tmp[1].fileno, ino("/tmp"));
+    assert_eq!(ino("/tmp/.."), ino("/"));
+    assert_ne!(
+        t.stat("/tmp").unwrap().st_dev.get(),
+        t.stat("/").unwrap().st_dev.get()
+    );
+}
+
+#[test]
+fn without_the_tmpfs_tmp_is_rumpfs() {
+    let k = Arc::new(ModelKernel::boot(Boot {
+        tmpfs_on_tmp: false,
+        ..Boot::default()
+    }));
+    let t = T::on(k);
+    let st = t.stat("/tmp").unwrap();
+    assert_eq!(st.st_mode.get(), mode::S_IFDIR | 0o1777);
+    assert_eq!(st.st_ino.get(), 5);
+    assert_eq!((st.st_size.get(), st.st_blksize.get()), (512, 512));
+    assert!(t.names("/tmp").is_empty());
+    // rumpfs can be emptied: /tmp is removable there.
+    t.ok(sys::RMDIR, &[t.s("/tmp")]);
+    assert_eq!(t.names("/"), ["dev"]);
 }
 
 #[test]
@@ -48,13 +82,24 @@ fn path_resolution() {
     assert_eq!(t.stat("b/nope/g"), Err(Errno::ENOENT));
     assert_eq!(t.stat(""), Err(Errno::ENOENT));
 
-    // ENAMETOOLONG: a path of 1024 bytes or more, a component over 511.
+    // ENAMETOOLONG: a path of 1024 bytes or more, a component over 255
+    // (NetBSD's KERNEL_NAME_MAX), on any file system.
     let long = format!("/{}", "a/".repeat(600));
     assert_eq!(t.stat(&long), Err(Errno::ENAMETOOLONG));
-    let name = format!("/tmp/{}", "n".repeat(512));
+    let name = format!("/tmp/{}", "n".repeat(256));
     assert_eq!(t.stat(&name), Err(Errno::ENAMETOOLONG));
-    let ok_name = format!("/tmp/{}", "n".repeat(511));
+    assert_eq!(
+        t.open(&name, oflag::O_CREAT | oflag::O_RDWR, 0o644),
+        Err(Errno::ENAMETOOLONG)
+    );
+    assert_eq!(
+        t.err(sys::MKDIR, &[t.s(&format!("/{}", "r".repeat(256))), 0o755]),
+        Errno::ENAMETOOLONG
+    );
+    let ok_name = format!("/tmp/{}", "n".repeat(255));
     assert_eq!(t.stat(&ok_name), Err(Errno::ENOENT));
+    t.create(&ok_name, b"longest");
+    assert_eq!(t.content(&ok_name), b"longest");
     let deep = format!("/tmp{}", "/.".repeat(509));
     assert_eq!(deep.len(), 1022);
     assert!(t.stat(&deep).is_ok());
@@ -67,6 +112,9 @@ fn mkdir_rmdir() {
     assert_eq!(t.stat("/tmp").unwrap().st_nlink.get(), 3);
     assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/d"), 0o755]), Errno::EEXIST);
     assert_eq!(t.err(sys::MKDIR, &[t.s("/"), 0o755]), Errno::EEXIST);
+    // The mount point /tmp: creating it is EEXIST, removing it EBUSY.
+    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp")]), Errno::EBUSY);
     assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/x/y"), 0o755]), Errno::ENOENT);
     t.mkdir("/tmp/d/e/");
     t.create("/tmp/d/f", b"");
@@ -78,6 +126,9 @@ fn mkdir_rmdir() {
     assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/f")]), Errno::ENOTDIR);
     assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/.")]), Errno::EINVAL);
     assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/e/..")]), Errno::ENOTEMPTY);
+    // d/.. is the root of the tmpfs.
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/..")]), Errno::EBUSY);
+    assert_eq!(t.err(sys::RMDIR, &[t.s("/..")]), Errno::EBUSY);
     assert_eq!(t.err(sys::RMDIR, &[t.s("/")]), Errno::EBUSY);
     assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/zz")]), Errno::ENOENT);
     t.ok(sys::RMDIR, &[t.s("/tmp/d/e")]);
@@ -105,8 +156,9 @@ fn chdir_fchdir_getcwd() {
     let file = t.open("file", oflag::O_RDONLY, 0).unwrap() as u64;
     assert_eq!(t.err(sys::FCHDIR, &[file]), Errno::ENOTDIR);
     assert_eq!(t.err(sys::FCHDIR, &[99]), Errno::EBADF);
+    // Not a vnode: EINVAL (NetBSD's fd_getvnode).
     let (r, _) = t.pipe();
-    assert_eq!(t.err(sys::FCHDIR, &[r as u64]), Errno::ENOTDIR);
+    assert_eq!(t.err(sys::FCHDIR, &[r as u64]), Errno::EINVAL);
     t.ok(sys::FCHDIR, &[root]);
     assert_eq!(t.getcwd().unwrap(), b"/");
 
@@ -195,12 +247,36 @@ fn rename_cases() {
         t.err(sys::RENAME, &[t.s("/tmp/b/"), t.s("/tmp/c")]),
         Errno::ENOTDIR
     );
+    // A name that must be a directory and does not exist: a file cannot
+    // go there.
     assert_eq!(
         t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/c/")]),
-        Errno::ENOTDIR
+        Errno::ENOENT
     );
+    // rename to "." and "..".
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d/.")]),
+        Errno::EISDIR
+    );
+    // Across file systems: EXDEV; into the root (rumpfs): it does not
+    // rename.
+    t.mkdir("/tmp/xd");
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/dev/null"), t.s("/tmp/null")]),
+        Errno::EXDEV
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/b")]),
+        Errno::EOPNOTSUPP
+    );
+    assert_eq!(
+        t.err(sys::RENAME, &[t.s("/tmp"), t.s("/tmp2")]),
+        Errno::EBUSY
+    );
+    t.ok(sys::RMDIR, &[t.s("/tmp/xd")]);
     // A directory over an empty one, and into another directory: link
     // counts and `..` follow.
+    // A rename in place keeps the entry's place in the directory.
     t.ok(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/empty")]);
     assert_eq!(t.names("/tmp"), [".", "..", "b", "empty", "full"]);
     assert_eq!(t.names("/tmp/empty"), [".", "..", "sub"]);
@@ -218,6 +294,12 @@ fn rename_cases() {
     t.ok(sys::RENAME, &[t.s("/tmp/b"), t.s("../x")]);
     assert_eq!(t.content("/tmp/moved/x"), b"A");
     assert_eq!(t.names("/tmp/moved"), [".", "..", "sub", "x"]);
+    // Two names of one file: renaming one onto the other drops the
+    // source name.
+    t.ok(num::LINK, &[t.s("/tmp/moved/x"), t.s("/tmp/moved/y")]);
+    t.ok(sys::RENAME, &[t.s("/tmp/moved/x"), t.s("/tmp/moved/y")]);
+    assert_eq!(t.names("/tmp/moved"), [".", "..", "sub", "y"]);
+    assert_eq!(t.stat("/tmp/moved/y").unwrap().st_nlink.get(), 1);
 }
 
 #[test]
@@ -225,12 +307,12 @@ fn getdents_many_entries_across_calls() {
     let t = T::new();
     t.mkdir("/tmp/many");
     let mut want = vec![".".to_string(), "..".to_string()];
-    for i in 0..200 {
+    for i in (0..200).rev() {
         let name = format!("file-{i:03}-{}", "x".repeat(i % 17));
         t.create(&format!("/tmp/many/{name}"), b"");
         want.push(name);
     }
-    want[2..].sort();
+    // tmpfs lists in creation order.
     // A small buffer: many calls, every entry exactly once, in order.
     let (ents, calls) = t.list("/tmp/many", 256);
     let names: Vec<String> = ents
@@ -251,9 +333,11 @@ fn getdents_records_and_errors() {
     let t = T::new();
     t.create("/tmp/abc", b"");
     let fd = t.open("/tmp", oflag::O_RDONLY, 0).unwrap() as u64;
-    // A buffer too small for even one record.
+    // A buffer too small for even one record: nothing, and the offset
+    // stays.
     let buf = t.port.alloc_zeroed(4096);
-    assert_eq!(t.err(sys::GETDENTS, &[fd, buf, 8]), Errno::EINVAL);
+    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 8]), 0);
+    assert_eq!(t.ok(sys::LSEEK, &[fd, 0, 0, 1]), 0);
     // Exactly one record's worth: "." (13 + 1 + 1 = 15, padded to 16).
     assert_eq!(Dirent::reclen(1), 16);
     assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 16]), 16);
@@ -272,6 +356,15 @@ fn getdents_records_and_errors() {
     assert_eq!(n % 8, 0, "records are 8-byte aligned");
     assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 4096]), 0);
     assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 4096]), 0);
+    // tmpfs offsets: 0 is ".", 1 "..", 2 the end, entries from 3.
+    assert_eq!(t.ok(sys::LSEEK, &[fd, 0, 0, 1]), 2);
+    t.ok(sys::LSEEK, &[fd, 0, 1, 0]);
+    let n = t.ok(sys::GETDENTS, &[fd, buf, 40]) as usize;
+    let two = Dirent::decode_all(&t.port.read(buf, n)).unwrap();
+    assert_eq!(two.len(), 2, "..  and abc");
+    // An offset that names no entry is EINVAL.
+    t.ok(sys::LSEEK, &[fd, 0, 999, 0]);
+    assert_eq!(t.err(sys::GETDENTS, &[fd, buf, 4096]), Errno::EINVAL);
     // lseek back to 0 restarts the listing.
     t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
     assert!(t.ok(sys::GETDENTS, &[fd, buf, 4096]) > 0);
@@ -281,7 +374,7 @@ fn getdents_records_and_errors() {
     assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 16]), 16);
     // Not a directory; not a vnode; not a descriptor.
     let f = t.open("/tmp/abc", oflag::O_RDONLY, 0).unwrap() as u64;
-    assert_eq!(t.err(sys::GETDENTS, &[f, buf, 4096]), Errno::ENOTDIR);
+    assert_eq!(t.err(sys::GETDENTS, &[f, buf, 4096]), Errno::EINVAL);
     let (r, _) = t.pipe();
     assert_eq!(t.err(sys::GETDENTS, &[r as u64, buf, 4096]), Errno::EINVAL);
     assert_eq!(t.err(sys::GETDENTS, &[99, buf, 4096]), Errno::EBADF);

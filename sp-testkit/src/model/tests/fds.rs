@@ -1,8 +1,75 @@
 //! Descriptor tables: close, dup, dup2, dup3, fcntl, limits.
 
 use super::T;
-use crate::model::FD_LIMIT;
-use sp_proto::abi::{fcntl, oflag, sys, Errno};
+use crate::model::{num, FD_LIMIT};
+use sp_proto::abi::{fcntl, mode, oflag, sys, Errno};
+
+#[test]
+fn a_guest_starts_with_the_console_on_0_1_2() {
+    let t = T::new();
+    assert_eq!(t.fds(), [0, 1, 2]);
+    // The first open gets 3, as on a stock rump kernel.
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(3));
+    // One write-only description behind all three.
+    for fd in 0..3u64 {
+        assert_eq!(
+            t.ok(sys::FCNTL, &[fd, fcntl::F_GETFL.into(), 0]),
+            i64::from(oflag::O_WRONLY)
+        );
+        assert_eq!(t.ok(sys::FCNTL, &[fd, fcntl::F_GETFD.into(), 0]), 0);
+    }
+    t.ok(
+        sys::FCNTL,
+        &[1, fcntl::F_SETFL.into(), oflag::O_APPEND.into()],
+    );
+    assert_eq!(
+        t.ok(sys::FCNTL, &[2, fcntl::F_GETFL.into(), 0]),
+        i64::from(oflag::O_WRONLY | oflag::O_APPEND)
+    );
+    // rumpcons has no FIONBIO: O_NONBLOCK is refused.
+    assert_eq!(
+        t.err(
+            sys::FCNTL,
+            &[1, fcntl::F_SETFL.into(), oflag::O_NONBLOCK.into()]
+        ),
+        Errno::ENOTTY
+    );
+    // Writes land in the console; reads are refused (write-only).
+    assert_eq!(t.write(1, b"hello "), Ok(6));
+    assert_eq!(t.write(2, b"console"), Ok(7));
+    assert_eq!(t.k.console_output(), b"hello console");
+    assert_eq!(t.read(0, 4), Err(Errno::EBADF));
+    // A character device, mode 0600, everything else zero.
+    let st = t.fstat(0).unwrap();
+    assert_eq!(st.st_mode.get(), mode::S_IFCHR | 0o600);
+    assert_eq!(
+        (st.st_ino.get(), st.st_dev.get(), st.st_rdev.get()),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (st.st_nlink.get(), st.st_size.get(), st.st_blksize.get()),
+        (0, 0, 0)
+    );
+    // Not a vnode: no seek, no sync, no truncate, no chdir, no chmod.
+    assert_eq!(t.err(sys::LSEEK, &[0, 0, 0, 0]), Errno::ESPIPE);
+    let buf = t.port.alloc(b"x".to_vec());
+    assert_eq!(t.err(sys::PWRITE, &[1, buf, 1, 0, 0]), Errno::ESPIPE);
+    assert_eq!(t.err(sys::PREAD, &[1, buf, 1, 0, 0]), Errno::EBADF);
+    assert_eq!(t.err(sys::FSYNC, &[0]), Errno::EINVAL);
+    assert_eq!(t.err(sys::FTRUNCATE, &[1, 0, 0]), Errno::EINVAL);
+    assert_eq!(t.err(sys::FCHDIR, &[0]), Errno::EINVAL);
+    assert_eq!(t.err(sys::GETDENTS, &[0, buf, 1]), Errno::EINVAL);
+    assert_eq!(t.err(num::FCHMOD, &[0, 0o644]), Errno::EINVAL);
+    // The console is not in the namespace.
+    assert_eq!(t.stat("/dev/console"), Err(Errno::ENOENT));
+    // A second guest has a console of its own (its own description).
+    let u = T::on(t.k.clone());
+    assert_eq!(u.fds(), [0, 1, 2]);
+    assert_eq!(
+        u.ok(sys::FCNTL, &[2, fcntl::F_GETFL.into(), 0]),
+        i64::from(oflag::O_WRONLY)
+    );
+}
 
 #[test]
 fn close_and_lowest_free() {
@@ -10,22 +77,25 @@ fn close_and_lowest_free() {
     let fds: Vec<i32> = (0..5)
         .map(|_| t.open("/dev/null", oflag::O_RDONLY, 0).unwrap())
         .collect();
-    assert_eq!(fds, [0, 1, 2, 3, 4]);
-    t.ok(sys::CLOSE, &[1]);
-    t.ok(sys::CLOSE, &[3]);
-    assert_eq!(t.err(sys::CLOSE, &[3]), Errno::EBADF);
+    assert_eq!(fds, [3, 4, 5, 6, 7]);
+    t.ok(sys::CLOSE, &[4]);
+    t.ok(sys::CLOSE, &[6]);
+    t.ok(sys::CLOSE, &[0]);
+    assert_eq!(t.err(sys::CLOSE, &[6]), Errno::EBADF);
     assert_eq!(t.err(sys::CLOSE, &[(-1i64) as u64]), Errno::EBADF);
     assert_eq!(t.err(sys::CLOSE, &[FD_LIMIT as u64]), Errno::EBADF);
-    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(1));
-    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(3));
-    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(5));
-    assert_eq!(t.fds(), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(0));
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(4));
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(6));
+    assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(8));
+    assert_eq!(t.fds(), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[test]
 fn emfile_at_the_limit() {
     let t = T::new();
-    for i in 0..FD_LIMIT {
+    assert_eq!(FD_LIMIT, 128, "a rump kernel's RLIMIT_NOFILE");
+    for i in 3..FD_LIMIT {
         assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(i as i32));
     }
     assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Err(Errno::EMFILE));
@@ -38,10 +108,10 @@ fn emfile_at_the_limit() {
     assert_eq!(t.err(sys::DUP, &[0]), Errno::EMFILE);
     assert_eq!(t.err(sys::PIPE, &[]), Errno::EMFILE);
     // With one slot free, pipe needs two and leaves none behind.
-    t.ok(sys::CLOSE, &[500]);
+    t.ok(sys::CLOSE, &[100]);
     assert_eq!(t.err(sys::PIPE, &[]), Errno::EMFILE);
     assert_eq!(t.fds().len(), FD_LIMIT - 1);
-    assert_eq!(t.ok(sys::DUP, &[0]), 500);
+    assert_eq!(t.ok(sys::DUP, &[0]), 100);
 }
 
 #[test]
@@ -52,7 +122,7 @@ fn dup_shares_the_offset_not_cloexec() {
         .open("/tmp/f", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
         .unwrap();
     let b = t.ok(sys::DUP, &[a as u64]) as i32;
-    assert_eq!(b, 1);
+    assert_eq!(b, 4);
     assert_eq!(t.read(a, 2).unwrap(), b"ab");
     assert_eq!(t.read(b, 2).unwrap(), b"cd");
     assert_eq!(t.ok(sys::FCNTL, &[a as u64, fcntl::F_GETFD.into(), 0]), 1);
@@ -77,8 +147,8 @@ fn dup2_semantics() {
     assert_eq!(t.read(a as i32, 2).unwrap(), b"34");
     assert_eq!(t.ok(sys::FCNTL, &[other, fcntl::F_GETFD.into(), 0]), 0);
     // Onto a high free descriptor.
-    assert_eq!(t.ok(sys::DUP2, &[a, 700]), 700);
-    assert_eq!(t.fds(), [0, 1, 700]);
+    assert_eq!(t.ok(sys::DUP2, &[a, 100]), 100);
+    assert_eq!(t.fds(), [0, 1, 2, 3, 4, 100]);
     // Onto itself: nothing changes, close-on-exec included.
     t.ok(sys::FCNTL, &[a, fcntl::F_SETFD.into(), 1]);
     assert_eq!(t.ok(sys::DUP2, &[a, a]), a as i64);
@@ -98,13 +168,22 @@ fn dup3_semantics() {
     assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
     assert_eq!(t.ok(sys::DUP3, &[a, 5, 0]), 5);
     assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 0);
-    assert_eq!(t.err(sys::DUP3, &[a, a, 0]), Errno::EINVAL);
+    // Onto itself: nothing happens and the flags are not even looked at,
+    // as NetBSD's dodup has it.
+    assert_eq!(t.ok(sys::DUP3, &[a, a, 0]), a as i64);
+    assert_eq!(t.ok(sys::DUP3, &[a, a, 0x12345]), a as i64);
     assert_eq!(
         t.err(sys::DUP3, &[a, 6, oflag::O_APPEND.into()]),
         Errno::EINVAL
     );
     assert_eq!(t.err(sys::DUP3, &[9, 6, 0]), Errno::EBADF);
     assert_eq!(t.err(sys::DUP3, &[a, FD_LIMIT as u64, 0]), Errno::EBADF);
+    // O_NONBLOCK goes on the shared description.
+    assert_eq!(t.ok(sys::DUP3, &[a, 7, oflag::O_NONBLOCK.into()]), 7);
+    assert_eq!(
+        t.ok(sys::FCNTL, &[a, fcntl::F_GETFL.into(), 0]),
+        i64::from(oflag::O_NONBLOCK)
+    );
 }
 
 #[test]
@@ -118,10 +197,10 @@ fn fcntl_commands() {
     // F_DUPFD: lowest at or above arg, close-on-exec clear.
     assert_eq!(f(fcntl::F_DUPFD, 10), Ok(10));
     assert_eq!(f(fcntl::F_DUPFD, 10), Ok(11));
-    assert_eq!(f(fcntl::F_DUPFD, 0), Ok(1));
+    assert_eq!(f(fcntl::F_DUPFD, 0), Ok(4));
     assert_eq!(t.ok(sys::FCNTL, &[10, fcntl::F_GETFD.into(), 0]), 0);
-    assert_eq!(f(fcntl::F_DUPFD_CLOEXEC, 3), Ok(3));
-    assert_eq!(t.ok(sys::FCNTL, &[3, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(f(fcntl::F_DUPFD_CLOEXEC, 3), Ok(5));
+    assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
     assert_eq!(f(fcntl::F_DUPFD, FD_LIMIT as u64), Err(Errno::EINVAL));
     assert_eq!(f(fcntl::F_DUPFD, (-1i64) as u64), Err(Errno::EINVAL));
     // The dups share the description: reads advance one offset.
@@ -154,6 +233,27 @@ fn fcntl_commands() {
         t.ok(sys::FCNTL, &[10, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_RDWR | oflag::O_APPEND)
     );
+    // NetBSD adds one to the argument first (FFLAGS): 3 is O_NONBLOCK, 7
+    // is O_APPEND, -1 is nothing.
+    assert_eq!(f(fcntl::F_SETFL, 3), Ok(0));
+    assert_eq!(
+        f(fcntl::F_GETFL, 0),
+        Ok((oflag::O_RDWR | oflag::O_NONBLOCK).into())
+    );
+    assert_eq!(f(fcntl::F_SETFL, 7), Ok(0));
+    assert_eq!(
+        f(fcntl::F_GETFL, 0),
+        Ok((oflag::O_RDWR | oflag::O_APPEND).into())
+    );
+    assert_eq!(f(fcntl::F_SETFL, (-1i64) as u64), Ok(0));
+    assert_eq!(f(fcntl::F_GETFL, 0), Ok(oflag::O_RDWR.into()));
+    // O_ASYNC, O_SYNC, O_DSYNC and O_NOSIGPIPE are status flags too.
+    let more = 0x40 | 0x80 | 0x1_0000 | 0x100_0000;
+    assert_eq!(f(fcntl::F_SETFL, more), Ok(0));
+    assert_eq!(
+        f(fcntl::F_GETFL, 0),
+        Ok(i64::from(oflag::O_RDWR) | more as i64)
+    );
     // Unknown command; bad descriptor first.
     assert_eq!(f(99, 0), Err(Errno::EINVAL));
     assert_eq!(t.err(sys::FCNTL, &[77, 99, 0]), Errno::EBADF);
@@ -174,4 +274,28 @@ fn open_cloexec_sets_the_descriptor_flag() {
     assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
     // O_CLOEXEC is not a status flag.
     assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFL.into(), 0]), 0);
+}
+
+#[test]
+fn f_setfl_where_the_object_refuses() {
+    let t = T::new();
+    // /dev/null has no FIONBIO or FIOASYNC: ENODEV, and nothing changes.
+    let n = t.open("/dev/null", oflag::O_RDWR, 0).unwrap() as u64;
+    let setfl = |fd: u64, v: u32| t.call(sys::FCNTL, &[fd, fcntl::F_SETFL.into(), v.into()]);
+    assert_eq!(setfl(n, oflag::O_NONBLOCK), Err(Errno(19)));
+    assert_eq!(t.ok(sys::FCNTL, &[n, fcntl::F_GETFL.into(), 0]), 2);
+    assert_eq!(setfl(n, oflag::O_APPEND), Ok([0, 0]));
+    // A file on the root file system (rumpfs) refuses fcntl from a
+    // remote process.
+    let r = t
+        .open("/rootfile", oflag::O_CREAT | oflag::O_RDWR, 0o644)
+        .unwrap() as u64;
+    assert_eq!(setfl(r, oflag::O_APPEND), Err(Errno::EINVAL));
+    // tmpfs and pipes take it.
+    let m = t
+        .open("/tmp/f", oflag::O_CREAT | oflag::O_RDWR, 0o644)
+        .unwrap() as u64;
+    assert_eq!(setfl(m, oflag::O_NONBLOCK), Ok([0, 0]));
+    let (pr, _) = t.pipe();
+    assert_eq!(setfl(pr as u64, oflag::O_NONBLOCK), Ok([0, 0]));
 }

@@ -13,7 +13,7 @@ const CREAT: u32 = oflag::O_CREAT;
 fn create_write_read_back() {
     let t = T::new();
     let fd = t.open("/tmp/a", CREAT | RW, 0o644).unwrap();
-    assert_eq!(fd, 0, "lowest free descriptor");
+    assert_eq!(fd, 3, "lowest free descriptor (0, 1, 2: the console)");
     assert_eq!(t.write(fd, b"hello, "), Ok(7));
     assert_eq!(t.write(fd, b"world"), Ok(5));
     // The offset is at the end: nothing more to read.
@@ -54,18 +54,37 @@ fn open_errors_and_flags() {
     );
     assert_eq!(t.open("/tmp/f/", oflag::O_RDONLY, 0), Err(Errno::ENOTDIR));
     assert_eq!(t.open("/tmp/f/x", oflag::O_RDONLY, 0), Err(Errno::ENOTDIR));
-    assert_eq!(t.open("/tmp/new/", CREAT | RW, 0o644), Err(Errno::EISDIR));
+    // A name that must be a directory cannot be created as a file.
+    assert_eq!(t.open("/tmp/new/", CREAT | RW, 0o644), Err(Errno::ENOENT));
     // A directory for writing, or with O_CREAT.
     assert_eq!(t.open("/tmp", oflag::O_WRONLY, 0), Err(Errno::EISDIR));
     assert_eq!(t.open("/tmp", RW, 0), Err(Errno::EISDIR));
-    assert_eq!(t.open("/tmp", CREAT, 0o644), Err(Errno::EISDIR));
+    // O_CREAT on the root of a mounted file system: EEXIST, as namei
+    // refuses to create over a mount point; on a plain directory it opens
+    // it, unless for writing.
+    assert_eq!(t.open("/tmp", CREAT, 0o644), Err(Errno::EEXIST));
+    t.mkdir("/tmp/dir");
+    assert!(t.open("/tmp/dir", CREAT, 0o644).is_ok());
+    assert_eq!(t.open("/tmp/dir", CREAT | RW, 0o644), Err(Errno::EISDIR));
+    assert_eq!(t.open("/tmp/dir", oflag::O_TRUNC, 0), Err(Errno::EISDIR));
+    // O_CREAT with O_DIRECTORY is EINVAL before any lookup.
+    assert_eq!(
+        t.open("/tmp/dir", CREAT | oflag::O_DIRECTORY, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.open("/tmp/nothing", CREAT | oflag::O_DIRECTORY, 0),
+        Err(Errno::EINVAL)
+    );
     let d = t.open("/tmp", oflag::O_RDONLY, 0).unwrap();
     assert_eq!(t.read(d, 10), Err(Errno::EISDIR));
-    // O_TRUNC empties a file opened for writing, not one opened read-only.
+    // O_TRUNC empties the file even when it is opened read-only, as
+    // NetBSD's vn_open does.
     let r = t
         .open("/tmp/f", oflag::O_RDONLY | oflag::O_TRUNC, 0)
         .unwrap();
-    assert_eq!(t.read(r, 100).unwrap(), b"0123456789");
+    assert_eq!(t.read(r, 100).unwrap(), b"");
+    t.create("/tmp/f", b"0123456789");
     let w = t
         .open("/tmp/f", oflag::O_WRONLY | oflag::O_TRUNC, 0)
         .unwrap();
@@ -74,7 +93,7 @@ fn open_errors_and_flags() {
     assert_eq!(t.read(w, 1), Err(Errno::EBADF));
     assert_eq!(t.write(r, b"x"), Err(Errno::EBADF));
     // A file opened for writing exists even before anything is written.
-    assert_eq!(t.open("/tmp/g", CREAT | oflag::O_WRONLY, 0o600).unwrap(), 3);
+    assert!(t.open("/tmp/g", CREAT | oflag::O_WRONLY, 0o600).is_ok());
     assert_eq!(
         t.stat("/tmp/g").unwrap().st_mode.get(),
         mode::S_IFREG | 0o600
@@ -100,10 +119,22 @@ fn o_append_writes_at_the_end() {
     );
     let fl = t.ok(sys::FCNTL, &[a as u64, 3, 0]) as u32;
     assert_eq!(fl, oflag::O_WRONLY | oflag::O_APPEND);
-    // pwrite writes at its offset even with O_APPEND.
+    // pwrite on an O_APPEND description appends too (NetBSD's vn_write
+    // sets IO_APPEND whatever the offset), and leaves the offset.
     let buf = t.port.alloc(b"X".to_vec());
     assert_eq!(t.ok(sys::PWRITE, &[a as u64, buf, 1, 0, 0]), 1);
-    assert_eq!(t.content("/tmp/log"), b"XNE\ntwo\nthree\n");
+    assert_eq!(t.content("/tmp/log"), b"ONE\ntwo\nthree\nX");
+    assert_eq!(
+        t.ok(sys::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
+        14
+    );
+    // An empty append write does not move the offset to the end.
+    t.ok(sys::LSEEK, &[a as u64, 0, 2, misc::SEEK_SET.into()]);
+    assert_eq!(t.write(a, b""), Ok(0));
+    assert_eq!(
+        t.ok(sys::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
+        2
+    );
 }
 
 #[test]
@@ -179,7 +210,10 @@ fn readv_writev() {
     assert_eq!(t.port.read(x, 4), b"Hell");
     assert_eq!(t.port.read(y, 9), b"o, iovec!");
 
-    assert_eq!(t.ok(sys::READV, &[fd, iov, 0]), 0);
+    // No vectors: EINVAL, before the descriptor is even looked at.
+    assert_eq!(t.err(sys::READV, &[fd, iov, 0]), Errno::EINVAL);
+    assert_eq!(t.err(sys::WRITEV, &[fd, iov, 0]), Errno::EINVAL);
+    assert_eq!(t.err(sys::READV, &[99, iov, 0]), Errno::EINVAL);
     assert_eq!(t.err(sys::READV, &[fd, iov, 1025]), Errno::EINVAL);
     assert_eq!(
         t.err(sys::WRITEV, &[fd, iov, (-1i64) as u64]),
@@ -261,12 +295,47 @@ fn dev_null() {
     // /dev/null never looks at the buffer.
     assert_eq!(t.ok(sys::WRITE, &[fd as u64, 0x10, 1000]), 1000);
     assert_eq!(t.read(fd, 100).unwrap(), b"");
+    // As a stock rump kernel makes it: a rumpfs node made with mode 0666
+    // under the kernel's umask 022, size 512 (DEV_BSIZE), one block.
     let st = t.fstat(fd).unwrap();
-    assert_eq!(st.st_mode.get(), mode::S_IFCHR | 0o666);
+    assert_eq!(st.st_mode.get(), mode::S_IFCHR | 0o644);
     assert_eq!(st.st_rdev.get(), 0x202);
+    assert_eq!(
+        (st.st_size.get(), st.st_blocks.get(), st.st_blksize.get()),
+        (512, 1, 512)
+    );
     assert_eq!(t.stat("/dev/null").unwrap(), st);
     assert_eq!(t.ok(sys::FSYNC, &[fd as u64]), 0);
     assert_eq!(t.ok(sys::FTRUNCATE, &[fd as u64, 0, 0]), 0);
+    // A device takes any offset, negative ones too.
+    let seek = |off: i64, wh: u32| t.call(sys::LSEEK, &[fd as u64, 0, off as u64, wh.into()]);
+    assert_eq!(seek(0, misc::SEEK_END), Ok([512, 0]));
+    assert_eq!(seek(-10, misc::SEEK_SET), Ok([-10, 0]));
+    assert_eq!(seek(0, misc::SEEK_CUR), Ok([-10, 0]));
+    let buf = t.port.alloc(b"x".to_vec());
+    assert_eq!(
+        t.ok(sys::PWRITE, &[fd as u64, buf, 1, 0, (-5i64) as u64]),
+        1
+    );
+    assert_eq!(t.ok(sys::PREAD, &[fd as u64, buf, 1, 0, (-5i64) as u64]), 0);
+}
+
+#[test]
+fn dev_zero() {
+    let t = T::new();
+    let fd = t.open("/dev/zero", RW, 0).unwrap();
+    let buf = t.port.alloc(vec![7; 10]);
+    assert_eq!(t.ok(sys::READ, &[fd as u64, buf, 10]), 10);
+    assert_eq!(t.port.read(buf, 10), [0; 10]);
+    assert_eq!(t.write(fd, b"gone"), Ok(4));
+    let st = t.fstat(fd).unwrap();
+    assert_eq!(st.st_mode.get(), mode::S_IFCHR | 0o644);
+    assert_eq!(st.st_rdev.get(), 0x20c, "makedev(2, 12)");
+    // A large read is filled in pieces.
+    let n = (1 << 20) * 2 + 5;
+    let big = t.port.alloc(vec![9; n]);
+    assert_eq!(t.ok(sys::READ, &[fd as u64, big, n as u64]), n as i64);
+    assert!(t.port.read(big, n).iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -282,9 +351,14 @@ fn stat_layout_and_fields() {
     let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap());
     assert_eq!(u32_at(8), mode::S_IFREG | 0o644, "st_mode at 8");
     assert_eq!(u64_at(112), 1000, "st_size at 112");
-    assert_eq!(u64_at(0), 0x5350, "st_dev at 0");
+    assert_eq!(
+        u64_at(0),
+        0xab01,
+        "st_dev at 0: the first tmpfs, makedev(171, 1)"
+    );
     assert_eq!(u32_at(24), 1, "st_nlink at 24");
-    assert_eq!(u64_at(120), 2, "st_blocks at 120");
+    assert_eq!(u64_at(40), u64::MAX, "st_rdev at 40: NODEV");
+    assert_eq!(u64_at(120), 8, "st_blocks at 120: one 4096-byte page");
     assert_eq!(u32_at(128), 4096, "st_blksize at 128");
     assert_eq!(&raw[Stat::SIZE..], &[0; 8], "exactly 152 bytes copied out");
     let st = Stat::from_bytes(&raw).unwrap();
@@ -295,9 +369,24 @@ fn stat_layout_and_fields() {
     let dir = t.stat("/tmp").unwrap();
     assert_eq!(dir.st_mode.get(), mode::S_IFDIR | 0o1777);
     assert_eq!(dir.st_nlink.get(), 2);
+    // A tmpfs directory's size is 48 bytes per entry.
+    assert_eq!((dir.st_size.get(), dir.st_blocks.get()), (48, 8));
+    // The root is rumpfs: two links whatever it holds, 512-byte blocks,
+    // and its st_dev is its own inode number.
     let root = t.stat("/").unwrap();
-    assert_eq!(root.st_mode.get() & mode::S_IFMT, mode::S_IFDIR);
-    assert_eq!(root.st_nlink.get(), 4, "root: ., .., dev, tmp");
+    assert_eq!(root.st_mode.get(), mode::S_IFDIR | 0o755);
+    assert_eq!(root.st_nlink.get(), 2);
+    assert_eq!(
+        (
+            root.st_size.get(),
+            root.st_blocks.get(),
+            root.st_blksize.get()
+        ),
+        (512, 1, 512)
+    );
+    assert_eq!(root.st_ino.get(), 3);
+    assert_eq!(root.st_dev.get(), root.st_ino.get());
+    assert_eq!(root.st_rdev.get(), u64::MAX);
     let inos = [
         st.st_ino.get(),
         dir.st_ino.get(),
@@ -307,7 +396,7 @@ fn stat_layout_and_fields() {
     for (i, a) in inos.iter().enumerate() {
         assert!(inos[i + 1..].iter().all(|b| b != a), "{inos:?}");
     }
-    // lstat is stat (no symlinks); fstat agrees.
+    // lstat is stat for a file; fstat agrees.
     let lsb = t.port.alloc_zeroed(Stat::SIZE);
     t.ok(sys::LSTAT, &[t.s("/tmp/f"), lsb]);
     assert_eq!(Stat::from_bytes(&t.port.read(lsb, Stat::SIZE)).unwrap(), st);
@@ -351,8 +440,11 @@ fn unlinked_file_stays_open() {
     t.ok(sys::CLOSE, &[fd as u64]);
     assert_eq!(t.k.fs_nodes(), nodes - 1);
     assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp/f")]), Errno::ENOENT);
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp")]), Errno::EPERM);
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/")]), Errno::EPERM);
+    // The roots of the tmpfs and of the root file system are busy.
+    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp")]), Errno::EBUSY);
+    assert_eq!(t.err(sys::UNLINK, &[t.s("/")]), Errno::EBUSY);
+    t.mkdir("/tmp/d");
+    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp/d")]), Errno::EPERM);
 }
 
 #[test]
@@ -393,7 +485,7 @@ fn open_file_offsets_are_per_open() {
     // same data.
     let u = T::on(t.k.clone());
     let c = u.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
-    assert_eq!(c, 0);
+    assert_eq!(c, 3);
     assert_eq!(u.read(c, 10).unwrap(), b"abcdef");
     let _ = t.k.syscall(t.p, sys::CLOSE, &args(&[a as u64]), &*t.port);
 }

@@ -3,10 +3,11 @@
 mod dirs;
 mod fds;
 mod files;
+mod links;
 mod pipes;
 mod procs;
 
-use super::ModelKernel;
+use super::{num, ModelKernel};
 use crate::memport::MemPort;
 use sp_proto::abi::{oflag, sys, Dirent, Errno, Stat, SysResult};
 use sp_server::{Kernel, ProcId};
@@ -203,6 +204,7 @@ fn short_argument_block_is_efault() {
         .open("/tmp/f", oflag::O_CREAT | oflag::O_RDWR, 0o644)
         .unwrap() as u64;
     let buf = t.port.alloc_zeroed(16);
+    let (path, tmpfs, tmp) = (t.s("/tmp/f"), t.s("tmpfs"), t.s("/tmp"));
     // Each call with its last needed slot cut off.
     let cases: &[(u32, &[u64])] = &[
         (sys::READ, &[fd, buf]),
@@ -222,6 +224,12 @@ fn short_argument_block_is_efault() {
         (sys::FSTAT, &[fd]),
         (sys::UMASK, &[]),
         (sys::PIPE2, &[buf]),
+        (num::CHMOD, &[path]),
+        (num::FCHMOD, &[fd]),
+        (num::TRUNCATE, &[path, 0]),
+        (num::READLINK, &[path, buf]),
+        (num::UTIMES, &[path]),
+        (num::MOUNT, &[tmpfs, tmp, 0, buf]),
     ];
     for (n, slots) in cases {
         assert_eq!(t.err(*n, slots), Errno::EFAULT, "syscall {n} {slots:?}");
@@ -255,7 +263,21 @@ fn bad_pointers_are_efault() {
     // The failed read did not move the offset.
     assert_eq!(t.read(fd as i32, 10).unwrap(), b"data");
     // A failed pipe2 leaves no descriptors behind.
-    assert_eq!(t.fds(), vec![fd as i32]);
+    assert_eq!(t.fds(), vec![0, 1, 2, fd as i32]);
+    // The path calls.
+    let (f, g) = (t.s("/tmp/f"), t.s("/tmp/g"));
+    assert_eq!(t.err(num::LINK, &[bad, g]), Errno::EFAULT);
+    assert_eq!(t.err(num::LINK, &[f, bad]), Errno::EFAULT);
+    assert_eq!(t.err(num::SYMLINK, &[bad, g]), Errno::EFAULT);
+    assert_eq!(t.err(num::CHMOD, &[bad, 0o644]), Errno::EFAULT);
+    assert_eq!(t.err(num::TRUNCATE, &[bad, 0, 0]), Errno::EFAULT);
+    assert_eq!(t.err(num::UTIMES, &[f, bad]), Errno::EFAULT);
+    assert_eq!(
+        t.err(num::MOUNT, &[t.s("tmpfs"), t.s("/tmp"), 0, bad, 40]),
+        Errno::EFAULT
+    );
+    t.ok(num::SYMLINK, &[f, g]);
+    assert_eq!(t.err(num::READLINK, &[g, bad, 100]), Errno::EFAULT);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::thread;
 fn pipe_data_flows_in_order() {
     let t = T::new();
     let (r, w) = t.pipe();
-    assert_eq!((r, w), (0, 1));
+    assert_eq!((r, w), (3, 4));
     assert_eq!(t.write(w, b"hello "), Ok(6));
     assert_eq!(t.write(w, b"pipe"), Ok(4));
     assert_eq!(t.read(r, 3).unwrap(), b"hel");
@@ -22,14 +22,26 @@ fn pipe_data_flows_in_order() {
     // lseek on a pipe.
     assert_eq!(t.err(sys::LSEEK, &[r as u64, 0, 0, 0]), Errno::ESPIPE);
     assert_eq!(t.err(sys::LSEEK, &[w as u64, 0, 0, 0]), Errno::ESPIPE);
-    // fstat: a FIFO with the buffered byte count.
+    // fstat, as NetBSD's pipe_stat: a FIFO, mode 0600, the buffered byte
+    // count, one block while anything is buffered, st_dev, st_ino,
+    // st_nlink and st_rdev left 0.
+    let st = t.fstat(r).unwrap();
+    assert_eq!((st.st_size.get(), st.st_blocks.get()), (0, 0));
     assert_eq!(t.write(w, b"abc"), Ok(3));
     let st = t.fstat(r).unwrap();
-    assert_eq!(st.st_mode.get() & mode::S_IFMT, mode::S_IFIFO);
-    assert_eq!(st.st_size.get(), 3);
-    assert_eq!(t.fstat(w).unwrap().st_ino.get(), st.st_ino.get());
-    let (r2, _w2) = t.pipe();
-    assert_ne!(t.fstat(r2).unwrap().st_ino.get(), st.st_ino.get());
+    assert_eq!(st.st_mode.get(), mode::S_IFIFO | 0o600);
+    assert_eq!((st.st_size.get(), st.st_blocks.get()), (3, 1));
+    assert_eq!(st.st_blksize.get(), PIPE_SIZE as u32);
+    assert_eq!(
+        (
+            st.st_dev.get(),
+            st.st_ino.get(),
+            st.st_nlink.get(),
+            st.st_rdev.get()
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(t.fstat(w).unwrap(), st);
     assert_eq!(
         t.ok(sys::FCNTL, &[r as u64, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_RDONLY)
@@ -73,6 +85,10 @@ fn epipe_raises_sigpipe() {
     let iov = t.port.alloc(super::args(&[0x10, 5]));
     assert_eq!(t.err(sys::WRITEV, &[w as u64, iov, 1]), Errno::EPIPE);
     assert_eq!(t.port.raised().len(), 3);
+    // O_NOSIGPIPE: EPIPE without the signal.
+    t.ok(sys::FCNTL, &[w as u64, fcntl::F_SETFL.into(), 0x100_0000]);
+    assert_eq!(t.write(w, b"x"), Err(Errno::EPIPE));
+    assert_eq!(t.port.raised().len(), 3);
 }
 
 #[test]
@@ -85,10 +101,16 @@ fn pipe2_copies_out_fds_and_flags() {
     let raw = t.port.read(fds, 8);
     let r = i32::from_le_bytes(raw[..4].try_into().unwrap());
     let w = i32::from_le_bytes(raw[4..].try_into().unwrap());
-    assert_eq!((r, w), (1, 2));
+    assert_eq!((r, w), (4, 5));
     for fd in [r, w] {
         assert_eq!(t.ok(sys::FCNTL, &[fd as u64, fcntl::F_GETFD.into(), 0]), 1);
     }
+    // NetBSD's pipe2 keeps every flag it was given in the description,
+    // O_CLOEXEC included, and F_GETFL shows them.
+    assert_eq!(
+        t.ok(sys::FCNTL, &[w as u64, fcntl::F_GETFL.into(), 0]),
+        i64::from(oflag::O_WRONLY | flags)
+    );
     assert_eq!(t.read(r, 10), Err(Errno::EAGAIN));
     assert_eq!(t.write(w, b"ok"), Ok(2));
     assert_eq!(t.read(r, 10).unwrap(), b"ok");
@@ -236,7 +258,7 @@ fn lwpexit_leaves_other_processes_alone() {
     // u's reader still waits; wake it with data.
     assert!(rx.try_recv().is_err());
     assert_eq!(t.k.blocked_threads(), 1);
-    let w = 1;
+    let w = 4;
     assert_eq!(u.write(w, b"z"), Ok(1));
     assert_eq!(rx.recv_timeout(WAIT).unwrap().unwrap(), b"z");
     h.join().unwrap();

@@ -40,7 +40,7 @@ fn pids_ppids_and_names() {
             threads: 0,
             exiting: false,
             attached: true,
-            fds: vec![],
+            fds: vec![0, 1, 2],
             umask: 0o022,
         }
     );
@@ -63,15 +63,24 @@ fn prefork_copies_the_table_and_shares_offsets() {
     let pf = t.k.prefork(t.p).unwrap();
     let info = t.k.proc_info(pf).unwrap();
     assert_eq!((info.pid, info.ppid, info.attached), (3, 2, false));
-    assert_eq!(info.fds, [fd, ce]);
+    assert_eq!(info.fds, [0, 1, 2, fd, ce]);
     assert_eq!(info.umask, 0o027);
     assert_eq!(info.comm, b"test");
+    // Attaching forks the prefork once more and lets the prefork go, as
+    // the reference server does: the child is pid 4, and its parent (the
+    // prefork) gone, its ppid is 1.
     let cport = MemPort::shared();
     let c = t.k.attach_prefork(pf, cport.clone()).unwrap();
-    assert_eq!(c, pf, "the model binds the prefork itself");
-    assert_eq!(t.k.attach_prefork(pf, cport.clone()), Err(Errno::EBUSY));
+    assert_ne!(c, pf);
+    assert_eq!(t.k.proc_info(pf), None);
+    assert_eq!(t.k.attach_prefork(pf, cport.clone()), Err(Errno::ESRCH));
+    let info = t.k.proc_info(c).unwrap();
+    assert_eq!((info.pid, info.ppid, info.attached), (4, 1, true));
+    assert_eq!(info.comm, b"test");
+    assert_eq!(t.k.pids(), [2, 4]);
     let child = t.with(c, cport);
-    assert_eq!(child.call(sys::GETPID, &[]), Ok([3, 2]));
+    assert_eq!(child.call(sys::GETPID, &[]), Ok([4, 1]));
+    assert_eq!(child.call(sys::GETPPID, &[]), Ok([1, 0]));
     assert_eq!(child.getcwd().unwrap(), b"/tmp/wd");
     // Same description: the offset is shared both ways.
     assert_eq!(child.read(fd, 3).unwrap(), b"234");
@@ -87,7 +96,9 @@ fn prefork_copies_the_table_and_shares_offsets() {
     assert_eq!(child.read(fd, 1), Err(Errno::EBADF));
     let nfd = child.open("/dev/null", oflag::O_RDONLY, 0).unwrap();
     assert_eq!(nfd, fd);
-    assert_eq!(t.fds(), [fd, ce]);
+    assert_eq!(t.fds(), [0, 1, 2, fd, ce]);
+    // The next guest's pid comes after the two the fork used.
+    assert_eq!(T::on(t.k.clone()).pid(), 5);
     // And so are cwd and umask.
     child.ok(sys::CHDIR, &[child.s("/")]);
     child.ok(sys::UMASK, &[0]);
@@ -191,10 +202,10 @@ fn execnotify_closes_cloexec_and_renames() {
         sys::FCNTL,
         &[keep as u64, fcntl::F_DUPFD_CLOEXEC.into(), 10],
     ) as i32;
-    assert_eq!(t.fds(), [keep, gone, r, w, dup]);
+    assert_eq!(t.fds(), [0, 1, 2, keep, gone, r, w, dup]);
     t.k.lwpexit(t.p);
     t.k.execnotify(t.p, b"newprog\0");
-    assert_eq!(t.fds(), [keep, r]);
+    assert_eq!(t.fds(), [0, 1, 2, keep, r]);
     assert_eq!(t.k.comm(2).unwrap(), b"newprog");
     // The write end closed with the exec: the read end sees EOF.
     assert_eq!(t.read(r, 10).unwrap(), b"");
@@ -202,7 +213,7 @@ fn execnotify_closes_cloexec_and_renames() {
     // execnotify without lwpexit works too.
     t.k.execnotify(t.p, b"third");
     assert_eq!(t.k.comm(2).unwrap(), b"third");
-    assert_eq!(t.fds(), [keep, r]);
+    assert_eq!(t.fds(), [0, 1, 2, keep, r]);
 }
 
 #[test]
