@@ -9,9 +9,12 @@
 //!   second fork, lwpexit, execnotify, release): the server calls these on
 //!   its event-loop thread, and with a real kernel each can wait (for a
 //!   free virtual CPU, or for a vnode lock that a call waiting for its
-//!   client holds). So they return at once and run, in the order they were
-//!   asked for, on one thread of ours, the only thread that ever makes a
-//!   process's main lwp current. A system call waits until every such
+//!   client holds). So they return at once and run on threads of ours:
+//!   each process has a queue, drained by one thread at a time, holding
+//!   the operations that use its main lwp (a prefork sits in its
+//!   parent's queue, the fork handshake's second fork in the prefork's),
+//!   in the order they were asked for. One process's operation that waits
+//!   holds up only that process. A system call waits until every
 //!   operation asked for its process before it has run.
 //!
 //! The rules the stock kernel relies on are kept here rather than trusted
@@ -22,14 +25,14 @@
 //! released.
 
 use crate::ffi::{with_call_port, Hyp, Lwp};
-use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
 use sp_proto::{Errno, SysResult};
 use sp_server::{ClientPort, Kernel, Port, ProcId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// NetBSD's `SYS_NSYSENT`: the size of the kernel's system call table. The
 /// kernel checks `num >= SYS_NSYSENT` on a signed `int`, so a number with
@@ -76,6 +79,9 @@ struct Proc {
     arg: u64,
     state: Mutex<State>,
     cv: Condvar,
+    /// Operations that use this process's main lwp, oldest first, and
+    /// whether a thread is draining them.
+    queue: Mutex<(VecDeque<Op>, bool)>,
 }
 
 impl Proc {
@@ -89,11 +95,22 @@ impl Proc {
                 lwps: 0,
             }),
             cv: Condvar::new(),
+            queue: Mutex::new((VecDeque::new(), false)),
         })
+    }
+
+    /// Waits until the process's own creation (which may run in another
+    /// process's queue) has run.
+    fn created(&self) {
+        let mut st = self.state.lock();
+        while matches!(st.life, Life::Creating) {
+            self.cv.wait(&mut st);
+        }
     }
 
     fn set_life(&self, life: Life) {
         self.state.lock().life = life;
+        self.cv.notify_all();
     }
 
     fn life(&self) -> Life {
@@ -126,6 +143,17 @@ enum Op {
 }
 
 impl Op {
+    /// The process whose main lwp the operation makes current: the queue
+    /// it runs in.
+    fn owner(&self) -> &Arc<Proc> {
+        match self {
+            Op::Prefork { parent, .. } => parent,
+            Op::Attach { prefork, .. } => prefork,
+            other => other.target(),
+        }
+    }
+
+    /// The process whose system calls wait for the operation.
     fn target(&self) -> &Arc<Proc> {
         match self {
             Op::Guest { proc, .. } | Op::ExecNotify { proc, .. } => proc,
@@ -157,35 +185,113 @@ fn next_arg() -> u64 {
 pub struct RumpKernel {
     hyp: &'static Hyp,
     procs: RwLock<HashMap<u64, Arc<Proc>>>,
-    ops: Sender<Op>,
+    drainers: Arc<Drainers>,
     /// The kernel is halting: no hypercall is made any more.
     halted: Arc<AtomicBool>,
 }
 
+/// Threads that drain process queues: an idle one takes the next queue,
+/// else a new one is started, so a queue never waits behind another.
+struct Drainers {
+    state: Mutex<(VecDeque<Arc<Proc>>, usize)>,
+    cv: Condvar,
+}
+
+/// Idle drainer threads kept, and how long one waits for work.
+const IDLE_DRAINERS: usize = 4;
+const DRAINER_LINGER: Duration = Duration::from_secs(30);
+
+impl Drainers {
+    /// Has `proc`'s queue drained by an idle thread or a new one.
+    fn dispatch(self: &Arc<Self>, proc: Arc<Proc>, hyp: &'static Hyp, halted: &Arc<AtomicBool>) {
+        let mut st = self.state.lock();
+        st.0.push_back(proc);
+        if st.1 >= st.0.len() {
+            self.cv.notify_one();
+            return;
+        }
+        drop(st);
+        let (me, halted) = (self.clone(), halted.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sp-rump-ops".into())
+            .spawn(move || me.work(hyp, &halted));
+        if let Err(e) = spawned {
+            // The queue stays listed for a thread already running.
+            tracing::error!("sp-rumpuser: cannot start a thread for process operations: {e}");
+        }
+    }
+
+    fn work(&self, hyp: &'static Hyp, halted: &AtomicBool) {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(proc) = st.0.pop_front() {
+                drop(st);
+                drain(&proc, hyp, halted);
+                st = self.state.lock();
+                continue;
+            }
+            if st.1 >= IDLE_DRAINERS {
+                return;
+            }
+            st.1 += 1;
+            let timed_out = self.cv.wait_for(&mut st, DRAINER_LINGER).timed_out();
+            st.1 -= 1;
+            if timed_out && st.0.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `owner`'s queued operations in order until the queue is empty.
+fn drain(owner: &Arc<Proc>, hyp: &Hyp, halted: &AtomicBool) {
+    loop {
+        let op = {
+            let mut q = owner.queue.lock();
+            match q.0.pop_front() {
+                Some(op) => op,
+                None => {
+                    q.1 = false;
+                    return;
+                }
+            }
+        };
+        let target = op.target().clone();
+        let creates = matches!(
+            op,
+            Op::Guest { .. } | Op::Prefork { .. } | Op::Attach { .. }
+        );
+        if halted.load(Ordering::Acquire) {
+            if creates {
+                // Nothing will create it now; let its waiters go.
+                target.set_life(Life::Failed(Errno::ENOTCONN));
+            }
+        } else {
+            if !matches!(op, Op::Guest { .. }) {
+                // The owner may be created by an operation in another
+                // queue (a prefork in its parent's, a fork child's
+                // second fork in its prefork's): wait for it.
+                owner.created();
+            }
+            run_op(hyp, op);
+        }
+        let mut st = target.state.lock();
+        st.pending -= 1;
+        drop(st);
+        target.cv.notify_all();
+    }
+}
+
 impl RumpKernel {
     pub(crate) fn new(hyp: &'static Hyp) -> std::io::Result<RumpKernel> {
-        let (tx, rx) = unbounded::<Op>();
-        let halted = Arc::new(AtomicBool::new(false));
-        let h = halted.clone();
-        std::thread::Builder::new()
-            .name("sp-rump-ops".into())
-            .spawn(move || {
-                for op in rx {
-                    let target = op.target().clone();
-                    if !h.load(Ordering::Acquire) {
-                        run_op(hyp, op);
-                    }
-                    let mut st = target.state.lock();
-                    st.pending -= 1;
-                    drop(st);
-                    target.cv.notify_all();
-                }
-            })?;
         Ok(RumpKernel {
             hyp,
             procs: RwLock::new(HashMap::new()),
-            ops: tx,
-            halted,
+            drainers: Arc::new(Drainers {
+                state: Mutex::new((VecDeque::new(), 0)),
+                cv: Condvar::new(),
+            }),
+            halted: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -206,12 +312,13 @@ impl RumpKernel {
 
     fn queue(&self, op: Op) {
         op.target().state.lock().pending += 1;
-        if let Err(e) = self.ops.send(op) {
-            // The operations thread is gone (it never exits while we
-            // live); undo the count so no call waits for it.
-            let target = e.0.target().clone();
-            target.state.lock().pending -= 1;
-            target.cv.notify_all();
+        let owner = op.owner().clone();
+        let mut q = owner.queue.lock();
+        q.0.push_back(op);
+        if !q.1 {
+            q.1 = true;
+            drop(q);
+            self.drainers.dispatch(owner, self.hyp, &self.halted);
         }
     }
 }

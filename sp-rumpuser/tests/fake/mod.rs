@@ -110,6 +110,26 @@ pub static GATE_CV: Condvar = Condvar::new();
 /// Threads waiting at the closed gate.
 pub static AT_GATE: Mutex<usize> = Mutex::new(0);
 
+/// A process whose release waits (as a real kernel's may, for a vnode
+/// lock held by a call that waits for its client) until cleared.
+pub static STALL_RELEASE: Mutex<Option<i32>> = Mutex::new(None);
+pub static STALL_CV: Condvar = Condvar::new();
+/// Releases waiting at the stall.
+pub static STALLED: Mutex<usize> = Mutex::new(0);
+
+pub fn stall_release_of(pid: i32) {
+    *STALL_RELEASE.lock() = Some(pid);
+}
+
+pub fn end_stall() {
+    *STALL_RELEASE.lock() = None;
+    STALL_CV.notify_all();
+}
+
+pub fn stalled() -> usize {
+    *STALLED.lock()
+}
+
 pub fn close_gate() {
     *GATE.lock() = false;
 }
@@ -218,6 +238,21 @@ unsafe extern "C" fn lwproc_release() {
     if l == 0 {
         violation("release with no current lwp".into());
         return;
+    }
+    let pid = with(|w| w.lwps.get(&l).copied());
+    let last = with(|w| {
+        pid.and_then(|p| w.procs.get(&p))
+            .is_some_and(|p| p.lwps == 1)
+    });
+    if last {
+        let mut stall = STALL_RELEASE.lock();
+        if pid.is_some() && *stall == pid {
+            *STALLED.lock() += 1;
+            while *stall == pid {
+                STALL_CV.wait(&mut stall);
+            }
+            *STALLED.lock() -= 1;
+        }
     }
     with(|w| {
         let Some(pid) = w.lwps.remove(&l) else {
