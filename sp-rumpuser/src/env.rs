@@ -19,6 +19,7 @@
 //! | `SP_UNIX_MODE` | permission bits of the unix socket, octal | 600 |
 //! | `SP_ALLOW_UID` | comma-separated peer uids allowed on a unix socket | anyone |
 //! | `SP_ALLOW_NET` | comma-separated `ADDR/PREFIX` networks allowed on tcp | anyone |
+//! | `SP_MAX_PROCS` | kernel processes our clients may have at once (guests, preforks, fork children; at least 1): a stock rump kernel panics when it runs out of files for a new process's console, about 1,770 processes with none of them holding files | 1000 |
 //! | `SP_LOG` | log filter (`error`, `warn`, `info`, `debug`, ...) | `info` |
 //!
 //! `SP_ALLOW_UID` on a tcp URL and `SP_ALLOW_NET` on a unix one are
@@ -111,6 +112,19 @@ pub fn config(
         c.allowed_nets = Some(nets);
     }
     Ok(c)
+}
+
+/// The default of `SP_MAX_PROCS`. A stock rump kernel (MAXUSERS 32) has
+/// `kern.maxfiles` 1772 and panics when a new guest finds no file for its
+/// console: this leaves room for the files the processes open.
+pub const DEFAULT_MAX_PROCS: usize = 1000;
+
+/// Reads `SP_MAX_PROCS` through `lookup`.
+pub fn max_procs(lookup: impl Fn(&str) -> Option<String>) -> Result<usize, EnvError> {
+    match lookup("SP_MAX_PROCS") {
+        Some(v) => number("SP_MAX_PROCS", &v, 1),
+        None => Ok(DEFAULT_MAX_PROCS),
+    }
 }
 
 /// One line naming every limit, for the start-up log.
@@ -257,6 +271,16 @@ mod tests {
             "not a uid"
         );
         assert!(cfg("tcp://127.0.0.1:0", &[("SP_ALLOW_NET", "10.0.0.0/33")]).is_err());
+    }
+
+    #[test]
+    fn the_process_cap_has_a_default_and_a_floor() {
+        assert_eq!(max_procs(|_| None), Ok(DEFAULT_MAX_PROCS));
+        assert_eq!(max_procs(|_| Some("20".into())), Ok(20));
+        assert_eq!(
+            max_procs(|_| Some("0".into())).unwrap_err().var,
+            "SP_MAX_PROCS"
+        );
     }
 
     #[test]

@@ -184,6 +184,8 @@ fn next_arg() -> u64 {
 /// A rump kernel behind the `Kernel` seam.
 pub struct RumpKernel {
     hyp: &'static Hyp,
+    /// Processes of ours the kernel may hold at once.
+    max_procs: usize,
     procs: RwLock<HashMap<u64, Arc<Proc>>>,
     drainers: Arc<Drainers>,
     /// The kernel is halting: no hypercall is made any more.
@@ -283,9 +285,10 @@ fn drain(owner: &Arc<Proc>, hyp: &Hyp, halted: &AtomicBool) {
 }
 
 impl RumpKernel {
-    pub(crate) fn new(hyp: &'static Hyp) -> std::io::Result<RumpKernel> {
+    pub(crate) fn new(hyp: &'static Hyp, max_procs: usize) -> std::io::Result<RumpKernel> {
         Ok(RumpKernel {
             hyp,
+            max_procs,
             procs: RwLock::new(HashMap::new()),
             drainers: Arc::new(Drainers {
                 state: Mutex::new((VecDeque::new(), 0)),
@@ -304,10 +307,21 @@ impl RumpKernel {
         self.procs.read().get(&id.0).cloned()
     }
 
-    fn new_proc(&self) -> (ProcId, Arc<Proc>) {
+    /// A new process record; EAGAIN at the process cap (a stock kernel
+    /// panics when a new guest finds no file for its console, so we stop
+    /// well before).
+    fn new_proc(&self) -> Result<(ProcId, Arc<Proc>), Errno> {
         let p = Proc::new(next_arg());
-        self.procs.write().insert(p.arg, p.clone());
-        (ProcId(p.arg), p)
+        let mut procs = self.procs.write();
+        if procs.len() >= self.max_procs {
+            tracing::warn!(
+                "sp-rumpuser: {} kernel processes already (SP_MAX_PROCS); refusing another",
+                procs.len()
+            );
+            return Err(Errno::EAGAIN);
+        }
+        procs.insert(p.arg, p.clone());
+        Ok((ProcId(p.arg), p))
     }
 
     fn queue(&self, op: Op) {
@@ -458,7 +472,7 @@ fn run_op(hyp: &Hyp, op: Op) {
 
 impl Kernel for RumpKernel {
     fn spawn_guest(&self, comm: &[u8], port: Port) -> Result<ProcId, Errno> {
-        let (id, proc) = self.new_proc();
+        let (id, proc) = self.new_proc()?;
         ports().write().insert(proc.arg, port.clone());
         self.queue(Op::Guest {
             proc,
@@ -473,17 +487,24 @@ impl Kernel for RumpKernel {
         if let Life::Failed(e) = parent.life() {
             return Err(e);
         }
-        let (id, child) = self.new_proc();
+        let (id, child) = self.new_proc()?;
         self.queue(Op::Prefork { parent, child });
         Ok(id)
     }
 
     fn attach_prefork(&self, prefork: ProcId, port: Port) -> Result<ProcId, Errno> {
+        // The child takes the prefork's place under the process cap.
         let pre = self.procs.write().remove(&prefork.0).ok_or(Errno::ESRCH)?;
         if let Life::Failed(e) = pre.life() {
             return Err(e);
         }
-        let (id, child) = self.new_proc();
+        let (id, child) = match self.new_proc() {
+            Ok(x) => x,
+            Err(e) => {
+                self.queue(Op::Release(pre));
+                return Err(e);
+            }
+        };
         ports().write().insert(child.arg, port.clone());
         self.queue(Op::Attach {
             prefork: pre,

@@ -99,11 +99,15 @@ fn init(
         Errno::EINVAL
     })?;
     config.banner = Banner::new(ostype, osrelease, machine);
-    let kernel = Arc::new(RumpKernel::new(hyp).map_err(|e| {
+    let max_procs = env::max_procs(|k| std::env::var(k).ok()).map_err(|e| {
+        eprintln!("sp-rumpuser: {e}");
+        Errno::EINVAL
+    })?;
+    let kernel = Arc::new(RumpKernel::new(hyp, max_procs).map_err(|e| {
         eprintln!("sp-rumpuser: cannot start the kernel thread: {e}");
         Errno::EAGAIN
     })?);
-    let summary = env::summary(&config);
+    let summary = format!("{}, {max_procs} kernel processes", env::summary(&config));
     let server = Server::bind_endpoint(&ep, kernel.clone(), config).map_err(|e| {
         eprintln!("sp-rumpuser: cannot serve {url}: {e}");
         server_errno(&e)

@@ -314,3 +314,28 @@ fn execs_racing_disconnects_and_preforks_never_crash_the_kernel() {
     let c = Client::connect(&ours.url).unwrap();
     assert!(c.getpid().is_ok(), "the kernel survived");
 }
+
+#[test]
+fn a_flood_of_clients_meets_the_process_cap_not_a_kernel_panic() {
+    let Some(p) = prefix() else { return };
+    let ours = start(&p, true);
+    // 1,200 connections of this process.
+    rlimit::increase_nofile_limit(4096).unwrap();
+    // Past about 1,770 guests a stock kernel panics (no file for the new
+    // process's console); the stock server never gets there (255 clients).
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for _ in 0..1200 {
+        match RawPeer::guest(&ours.url, "flood") {
+            Ok(peer) => kept.push(peer),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(kept.len(), 1000, "SP_MAX_PROCS defaults to 1000");
+    assert_eq!(refused, 200);
+    let (err, _) = kept[999].syscall(1, 20, &[]).unwrap();
+    assert_eq!(err, 0, "the kernel lives");
+    drop(kept);
+    let c = Client::connect(&ours.url).unwrap();
+    assert!(c.getpid().is_ok());
+}
