@@ -31,6 +31,7 @@ compile_error!(
 pub mod abi;
 mod banner;
 mod deframe;
+pub mod ext;
 mod msg;
 pub mod wire;
 
@@ -44,6 +45,8 @@ pub use wire::{Class, ErrorCode, HandshakeKind, Header, MsgType, HEADER_LEN};
 /// chunks whose sizes come from the data itself, decodes every frame into a
 /// message, and checks the invariants (no frame over the limit, every
 /// decoded message re-encodes to the bytes it came from, padding aside).
+/// The first byte also picks whether large bodies are received detached,
+/// and whether they are taken out owned.
 ///
 /// Called by the `cargo fuzz` target and by unit tests.
 pub fn fuzz_deframer(data: &[u8]) {
@@ -53,25 +56,33 @@ pub fn fuzz_deframer(data: &[u8]) {
     };
     let chunk = usize::from(split % 64) + 1;
     let mut dec = Deframer::new(MAX);
+    if split & 0x40 != 0 {
+        dec = dec.with_detach(100);
+    }
+    let take_owned = split & 0x80 != 0;
+    let check = |header: &Header, body: &[u8]| {
+        assert!(header.len() <= MAX);
+        assert_eq!(body.len() as u64 + HEADER_LEN as u64, header.len());
+        if let Ok(msg) = Message::decode(header, body) {
+            let again = msg.to_vec();
+            assert_eq!(again.len() as u64, header.len());
+            // The SYSCALL response's padding and the type of a
+            // COPYINSTR answer are normalised; all else is exact.
+            let decoded = Frame::parse(&again, MAX).unwrap().unwrap().0;
+            assert_eq!(decoded.message().unwrap(), msg);
+        }
+    };
     for piece in stream.chunks(chunk) {
         dec.push(piece);
         loop {
-            match dec.next_frame() {
-                Ok(Some(frame)) => {
-                    assert!(frame.header.len() <= MAX);
-                    assert_eq!(
-                        frame.body.len() as u64 + HEADER_LEN as u64,
-                        frame.header.len()
-                    );
-                    if let Ok(msg) = frame.message() {
-                        let again = msg.to_vec();
-                        assert_eq!(again.len() as u64, frame.header.len());
-                        // The SYSCALL response's padding and the type of a
-                        // COPYINSTR answer are normalised; all else is exact.
-                        let decoded = Frame::parse(&again, MAX).unwrap().unwrap().0;
-                        assert_eq!(decoded.message().unwrap(), msg);
-                    }
+            if take_owned {
+                if let Some((h, body)) = dec.take_detached() {
+                    check(&h, &body);
+                    continue;
                 }
+            }
+            match dec.next_frame() {
+                Ok(Some(frame)) => check(&frame.header, frame.body),
                 Ok(None) => break,
                 Err(_) => return,
             }

@@ -2,6 +2,7 @@
 //! directions, with their decoding from a header and body and their
 //! encoding into the caller's buffer.
 
+use crate::ext::{Hello, SegBody, SegError, HELLO_LEN};
 use crate::wire::{
     Class, CopyBody, ErrorCode, ForkBody, HandshakeKind, Header, MsgType, SysRespBody, HEADER_LEN,
 };
@@ -43,6 +44,9 @@ pub enum BodyError {
     /// A GUEST or EXEC handshake without a process name.
     #[error("{0} handshake without a process name")]
     EmptyComm(HandshakeKind),
+    /// A SYSCALL_SEG body whose layout does not add up.
+    #[error(transparent)]
+    Segments(#[from] SegError),
     /// A COPYOUT request whose data does not match its length field.
     #[error("COPYOUT announces {announced} bytes but carries {got}")]
     CopyoutLength {
@@ -199,6 +203,30 @@ pub enum Message<'a> {
         /// NetBSD signal number.
         signo: u32,
     },
+    /// Client (extension): the EXT_HELLO probe.
+    ExtHello {
+        /// Request number ([`crate::ext::PROBE_REQNO`] from our client).
+        reqno: u64,
+        /// What the client wants.
+        hello: Hello,
+    },
+    /// Server (extension): the answer to EXT_HELLO.
+    ExtHelloResp {
+        /// Request number of the probe.
+        reqno: u64,
+        /// What both sides speak, and the server's limits.
+        hello: Hello,
+    },
+    /// Client (extension): SYSCALL_SEG, a system call carrying the bytes
+    /// of the buffers it reads. Answered by [`Message::SyscallResp`].
+    SyscallSeg {
+        /// Request number.
+        reqno: u64,
+        /// NetBSD syscall number.
+        sysnum: u32,
+        /// The checked body: arguments, descriptors, data.
+        body: SegBody<'a>,
+    },
     /// Either side: ERROR answer to a request (header only, type 0).
     Error {
         /// The reqno of the request it answers.
@@ -318,6 +346,16 @@ impl<'a> Message<'a> {
                         signo: h.signo(),
                     })
                 }
+                MsgType::EXT_HELLO => {
+                    let hello =
+                        Hello::from_bytes(body).ok_or(bad_size(h, HELLO_LEN, body.len()))?;
+                    Ok(Message::ExtHello { reqno, hello })
+                }
+                MsgType::SYSCALL_SEG => Ok(Message::SyscallSeg {
+                    reqno,
+                    sysnum: h.sysnum(),
+                    body: SegBody::parse(body)?,
+                }),
                 _ => Err(unknown()),
             },
             Class::RESP => match typ {
@@ -349,6 +387,11 @@ impl<'a> Message<'a> {
                     let addr = U64::read_from_bytes(body).map_err(|_| unknown())?.get();
                     Ok(Message::AnonmmapResp { reqno, addr })
                 }
+                MsgType::EXT_HELLO => {
+                    let hello =
+                        Hello::from_bytes(body).ok_or(bad_size(h, HELLO_LEN, body.len()))?;
+                    Ok(Message::ExtHelloResp { reqno, hello })
+                }
                 _ => Err(unknown()),
             },
             _ => Err(BodyError::UnknownClass(class)),
@@ -370,6 +413,9 @@ impl<'a> Message<'a> {
             | Message::AnonmmapReq { reqno, .. }
             | Message::AnonmmapResp { reqno, .. }
             | Message::Raise { reqno, .. }
+            | Message::ExtHello { reqno, .. }
+            | Message::ExtHelloResp { reqno, .. }
+            | Message::SyscallSeg { reqno, .. }
             | Message::Error { reqno, .. } => reqno,
         }
     }
@@ -482,6 +528,22 @@ impl<'a> Message<'a> {
                 (Class::RESP, MsgType::ANONMMAP, 0, reqno)
             }
             Message::Raise { reqno, signo } => (Class::REQ, MsgType::RAISE, signo, reqno),
+            Message::ExtHello { reqno, hello } => {
+                e.push(hello.to_body().as_bytes());
+                (Class::REQ, MsgType::EXT_HELLO, 0, reqno)
+            }
+            Message::ExtHelloResp { reqno, hello } => {
+                e.push(hello.to_body().as_bytes());
+                (Class::RESP, MsgType::EXT_HELLO, 0, reqno)
+            }
+            Message::SyscallSeg {
+                reqno,
+                sysnum,
+                body,
+            } => {
+                e.payload = body.raw();
+                (Class::REQ, MsgType::SYSCALL_SEG, sysnum, reqno)
+            }
             Message::Error { reqno, code } => (Class::ERROR, MsgType(0), code.0, reqno),
         };
         let len = (e.head_len + e.payload.len()) as u64;

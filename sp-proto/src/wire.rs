@@ -98,6 +98,14 @@ open_code! {
         PREFORK = 7 => "PREFORK",
         /// Server delivers a signal to the client.
         RAISE = 8 => "RAISE",
+        /// Extension (`docs/extension.md`): the client's probe and the
+        /// server's answer naming the features both speak. A stock server
+        /// answers ERROR MALFORMED_REQUEST.
+        EXT_HELLO = 0x5370 => "EXT_HELLO",
+        /// Extension: a SYSCALL whose body also carries the bytes of the
+        /// buffers the call reads (see [`crate::ext`]). Sent only after an
+        /// EXT_HELLO agreed on [`crate::ext::Features::SEGMENTS`].
+        SYSCALL_SEG = 0x5371 => "SYSCALL_SEG",
     }
 }
 

@@ -106,7 +106,9 @@ fn sent_by_client(m: &Message<'_>) -> bool {
         | Message::Syscall { .. }
         | Message::Prefork { .. }
         | Message::CopyinResp { .. }
-        | Message::AnonmmapResp { .. } => true,
+        | Message::AnonmmapResp { .. }
+        | Message::ExtHello { .. }
+        | Message::SyscallSeg { .. } => true,
         Message::HandshakeResp { .. }
         | Message::SyscallResp { .. }
         | Message::PreforkResp { .. }
@@ -114,6 +116,7 @@ fn sent_by_client(m: &Message<'_>) -> bool {
         | Message::Copyout { .. }
         | Message::AnonmmapReq { .. }
         | Message::Raise { .. }
+        | Message::ExtHelloResp { .. }
         | Message::Error { .. } => false,
     }
 }

@@ -266,6 +266,44 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             },
         ),
         (
+            "ext hello",
+            Message::ExtHello {
+                reqno: sp_proto::ext::PROBE_REQNO,
+                hello: sp_proto::ext::Hello {
+                    version: 1,
+                    features: sp_proto::ext::Features::ALL,
+                    max_frame: 1 << 20,
+                    max_segment_bytes: 0,
+                },
+            },
+        ),
+        (
+            "ext hello resp",
+            Message::ExtHelloResp {
+                reqno: sp_proto::ext::PROBE_REQNO,
+                hello: sp_proto::ext::Hello {
+                    version: 1,
+                    features: sp_proto::ext::Features::SEGMENTS,
+                    max_frame: sp_proto::DEFAULT_MAX_FRAME,
+                    max_segment_bytes: 64 << 20,
+                },
+            },
+        ),
+        (
+            "syscall seg write",
+            seg_sample(2, 4, &[1, 0x1000, 5], &[(0x1000, b"hello")]),
+        ),
+        (
+            "syscall seg open",
+            seg_sample(
+                3,
+                5,
+                &[0x2000, 0, 0],
+                &[(0x2000, b"/ok\0"), (0x3000, &PAGE)],
+            ),
+        ),
+        ("syscall seg none", seg_sample(4, 20, &[], &[])),
+        (
             "error malformed",
             Message::Error {
                 reqno: 2,
@@ -282,8 +320,22 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
     ]
 }
 
+/// A SYSCALL_SEG message (its frame leaked, so it lives for the test).
+pub fn seg_sample(
+    reqno: u64,
+    sysnum: u32,
+    slots: &[u64],
+    segs: &[(u64, &'static [u8])],
+) -> Message<'static> {
+    let args: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let f = sp_proto::ext::SegFrame::new(reqno, sysnum, &args, segs).unwrap();
+    let data: Vec<&[u8]> = segs.iter().map(|s| s.1).collect();
+    let bytes: &'static [u8] = Box::leak(f.to_vec(&data).into_boxed_slice());
+    parse_one(bytes).message().unwrap()
+}
+
 /// Number of `Message` variants.
-pub const VARIANTS: usize = 13;
+pub const VARIANTS: usize = 16;
 
 /// The variant's index. The match has no wildcard: a new variant does not
 /// compile until the samples (and this count) cover it.
@@ -302,6 +354,9 @@ pub fn variant_index(m: &Message<'_>) -> usize {
         Message::AnonmmapResp { .. } => 10,
         Message::Raise { .. } => 11,
         Message::Error { .. } => 12,
+        Message::ExtHello { .. } => 13,
+        Message::ExtHelloResp { .. } => 14,
+        Message::SyscallSeg { .. } => 15,
     }
 }
 
@@ -319,7 +374,9 @@ pub fn fixed_body_len(m: &Message<'_>) -> Option<usize> {
         Message::CopyinReq { .. } => Some(16),
         Message::AnonmmapReq { .. } | Message::AnonmmapResp { .. } => Some(8),
         Message::Raise { .. } | Message::Error { .. } => Some(0),
+        Message::ExtHello { .. } | Message::ExtHelloResp { .. } => Some(24),
         Message::Handshake { .. }
+        | Message::SyscallSeg { .. }
         | Message::Syscall { .. }
         | Message::CopyinResp { .. }
         | Message::Copyout { .. } => None,
