@@ -108,6 +108,17 @@ pub struct Config {
     pub allowed_nets: Option<Vec<IpNet>>,
     /// Raise the soft RLIMIT_NOFILE to the hard limit at start.
     pub raise_nofile: bool,
+    /// Speak the extension (`docs/extension.md`) with clients that ask for
+    /// it by EXT_HELLO. When false the probe is answered ERROR
+    /// MALFORMED_REQUEST, as a stock server does, and nothing else changes.
+    /// A client that never probes (a stock C client) sees no difference
+    /// either way.
+    pub extensions: bool,
+    /// Segment bytes (SYSCALL_SEG) one client's calls in flight may hold
+    /// at once; a call that would pass it is answered ERROR TRYAGAIN, and
+    /// the client sends it again as a plain SYSCALL. Also the most one call
+    /// may carry (announced in the EXT_HELLO answer).
+    pub segment_bytes_per_client: usize,
 }
 
 /// The default banner machine name: NetBSD's name for this architecture.
@@ -138,6 +149,8 @@ impl Default for Config {
             allowed_uids: None,
             allowed_nets: None,
             raise_nofile: true,
+            extensions: true,
+            segment_bytes_per_client: 64 << 20,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! answers, and the process bookkeeping that exec and disconnect need.
 
 use crate::kernel::{ClientPort, Kernel, ProcId};
+use crate::segments::Segments;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use parking_lot::{Condvar, Mutex};
@@ -12,7 +13,7 @@ use sp_transport::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,12 @@ pub(crate) struct Conn {
     pub(crate) dead: AtomicBool,
     /// Calls holding a worker (for the per-client cap).
     pub(crate) busy: AtomicUsize,
+    /// Segment bytes held by this client's calls in flight (for the
+    /// per-client cap).
+    pub(crate) seg_bytes: AtomicUsize,
+    /// The extension features agreed with this client's image (0 until it
+    /// sends EXT_HELLO, and again after an exec).
+    pub(crate) ext: AtomicU32,
     pub(crate) procs: Mutex<ProcState>,
     /// Process name and pid for log lines, set at handshake.
     pub(crate) ident: Mutex<(i32, String)>,
@@ -134,6 +141,8 @@ impl Conn {
             next_reqno: AtomicU64::new(0),
             dead: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
+            seg_bytes: AtomicUsize::new(0),
+            ext: AtomicU32::new(0),
             procs: Mutex::new(ProcState::default()),
             ident: Mutex::new((0, String::new())),
         }
@@ -417,14 +426,15 @@ impl Conn {
         self.close_now(&mut st);
     }
 
-    /// Hands a client's answer to the kernel thread waiting for it.
+    /// Hands a client's answer to the kernel thread waiting for it: the
+    /// frame's own buffer when the loop received it detached, else a copy.
     /// Returns false if nobody waits for `reqno` (the answer is dropped).
-    pub(crate) fn deliver(&self, reqno: u64, kind: Option<WaitKind>, data: &[u8]) -> bool {
+    pub(crate) fn deliver(&self, reqno: u64, kind: Option<WaitKind>, data: Body<'_>) -> bool {
         let Some(w) = self.waiters.lock().remove(&reqno) else {
             return false;
         };
         let res = match kind {
-            Some(k) if k == w.kind => Ok(data.to_vec()),
+            Some(k) if k == w.kind => Ok(data.into_vec()),
             // An ERROR frame, or an answer of the wrong type: the copy fails.
             _ => Err(Errno::EFAULT),
         };
@@ -470,11 +480,38 @@ impl Conn {
     }
 }
 
+/// A frame's body as the loop has it: borrowed from its read buffer, or
+/// received into a buffer of its own (a large frame), which can be handed
+/// on without a copy.
+pub(crate) enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Body<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(b) => b,
+            Body::Owned(v) => v,
+        }
+    }
+
+    /// The body as a vector: the buffer itself if owned, else a copy.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Body::Borrowed(b) => b.to_vec(),
+            Body::Owned(v) => v,
+        }
+    }
+}
+
 /// The port a kernel uses to reach the client of one connection; the one
 /// handed to a system call also knows that call, for
-/// [`ClientPort::answer_now`].
+/// [`ClientPort::answer_now`], and the segments its request carried.
 pub(crate) struct ConnPort {
     conn: Arc<Conn>,
+    /// The bytes of buffers the call reads, sent with it (SYSCALL_SEG).
+    segs: Option<Segments>,
     /// The request number of the call served, and whether its answer has
     /// been sent already.
     call: Option<(u64, AtomicBool)>,
@@ -489,6 +526,7 @@ impl ConnPort {
     pub(crate) fn new(conn: Arc<Conn>) -> ConnPort {
         ConnPort {
             conn,
+            segs: None,
             call: None,
             may_wait: false,
         }
@@ -499,9 +537,16 @@ impl ConnPort {
     pub(crate) fn for_call(conn: Arc<Conn>, reqno: u64, may_wait: bool) -> ConnPort {
         ConnPort {
             conn,
+            segs: None,
             call: Some((reqno, AtomicBool::new(false))),
             may_wait,
         }
+    }
+
+    /// Serves the call's copies from `segs` where they hold them.
+    pub(crate) fn with_segments(mut self, segs: Option<Segments>) -> ConnPort {
+        self.segs = segs;
+        self
     }
 
     fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
@@ -541,12 +586,24 @@ pub(crate) fn syscall_answer(reqno: u64, res: SysResult) -> Message<'static> {
 pub(crate) struct InlinePort<'a>(pub(crate) &'a ConnPort);
 
 impl ClientPort for InlinePort<'_> {
-    fn copyin(&self, _addr: u64, _buf: &mut [u8]) -> Result<(), Errno> {
-        Err(Errno::EFAULT)
+    fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        // The request's segments need no wait; anything else would.
+        match &self.0.segs {
+            Some(s) if s.copyin(addr, buf) => Ok(()),
+            _ => Err(Errno::EFAULT),
+        }
     }
 
-    fn copyinstr(&self, _addr: u64, _maxlen: usize) -> Result<Vec<u8>, Errno> {
-        Err(Errno::EFAULT)
+    fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let segs = self.0.segs.as_ref();
+        segs.and_then(|s| s.copyin_vec(addr, len))
+            .ok_or(Errno::EFAULT)
+    }
+
+    fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
+        let segs = self.0.segs.as_ref();
+        segs.and_then(|s| s.copyinstr(addr, maxlen))
+            .unwrap_or(Err(Errno::EFAULT))
     }
 
     fn copyout(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
@@ -576,11 +633,19 @@ impl ClientPort for InlinePort<'_> {
 
 impl ClientPort for ConnPort {
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if let Some(s) = &self.segs {
+            if s.copyin(addr, buf) {
+                return Ok(());
+            }
+        }
         buf.copy_from_slice(&self.copyin_vec(addr, buf.len())?);
         Ok(())
     }
 
     fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        if let Some(v) = self.segs.as_ref().and_then(|s| s.copyin_vec(addr, len)) {
+            return Ok(v);
+        }
         let want = len as u64;
         let data = self
             .conn
@@ -598,6 +663,9 @@ impl ClientPort for ConnPort {
     }
 
     fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
+        if let Some(r) = self.segs.as_ref().and_then(|s| s.copyinstr(addr, maxlen)) {
+            return r;
+        }
         let len = maxlen as u64;
         let mut data = self
             .conn
@@ -623,6 +691,9 @@ impl ClientPort for ConnPort {
     fn copyout(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         if self.conn.is_dead() {
             return Err(Errno::EFAULT);
+        }
+        if let Some(s) = &self.segs {
+            s.wrote(addr, data.len());
         }
         let reqno = self.conn.next();
         self.send(&Message::Copyout {

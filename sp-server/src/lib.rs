@@ -27,6 +27,7 @@ mod conn;
 pub mod kernel;
 mod pool;
 mod prefork;
+mod segments;
 mod server;
 
 pub use config::{Config, IpNet};

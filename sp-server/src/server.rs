@@ -2,15 +2,18 @@
 //! handshakes and preforks in place, and hands system calls to the pool.
 
 use crate::config::Config;
-use crate::conn::{after_drain, Conn, ConnPort, InlinePort, WaitKind};
+use crate::conn::{after_drain, Body, Conn, ConnPort, InlinePort, WaitKind};
 use crate::kernel::{Kernel, Port};
 use crate::pool::{Pool, PoolStats};
 use crate::prefork::{PreforkError, Registry as Preforks};
+use crate::segments::Segments;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
+use sp_proto::ext::{Features, Hello, EXT_VERSION, TRAILER_LEN};
 use sp_proto::{
     comm_name, BodyError, Class, Deframer, ErrorCode, Frame, Handshake, Header, Message, MsgType,
+    HEADER_LEN,
 };
 use sp_transport::{Endpoint, ListenOptions, Listener, Role, Stream};
 use std::io::{self, Read};
@@ -21,10 +24,10 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-/// Size of the loop's scratch read buffer.
+/// Size of the loop's scratch read buffer. Frames with a longer body are
+/// received detached: into a buffer of their own, which a COPYIN answer or
+/// a SYSCALL_SEG hands on to its call without a copy.
 const SCRATCH: usize = 64 * 1024;
-/// Largest buffer kept as the spare.
-const SPARE_MAX: u64 = 16 << 20;
 /// Bytes read from one connection per loop turn before others get a go.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -160,10 +163,6 @@ pub struct Server {
     /// Connections waiting for their handshake, in accept order (so in
     /// deadline order): (deadline, slab key, connection id).
     pending: std::collections::VecDeque<(Instant, usize, u64)>,
-    /// One large buffer kept from the last large frame, lent to the next
-    /// connection that receives one, so large frames do not each grow and
-    /// zero-fill a new buffer.
-    spare: Vec<u8>,
 }
 
 impl Server {
@@ -224,7 +223,6 @@ impl Server {
             },
             ready: Vec::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-            spare: Vec::new(),
             pending: std::collections::VecDeque::new(),
         })
     }
@@ -423,7 +421,7 @@ impl Server {
         }
         entry.insert(LoopConn {
             conn,
-            deframer: Deframer::new(cfg.max_frame),
+            deframer: Deframer::new(cfg.max_frame).with_detach(SCRATCH),
             phase: Phase::New,
         });
         self.ctx.shared.accepted.fetch_add(1, Ordering::Relaxed);
@@ -438,25 +436,49 @@ impl Server {
     /// Small frames are read into the loop's scratch buffer and handled in
     /// place, so an idle connection holds no buffer of its own; only the
     /// tail of a frame that has not fully arrived is kept per connection,
-    /// and the rest of a large frame is then read straight into it. A read
-    /// that returns less than offered means the socket is drained (epoll
-    /// reports new bytes as a new edge), which saves the EAGAIN read; not
-    /// when the event already said the peer closed (`short_read_ends` false):
-    /// that close was reported with this edge and must be read now.
+    /// and the rest of it is then read straight into the connection's
+    /// deframer: a large frame's body into a buffer of its own, without
+    /// zero-filling it, which its call or waiting copy then takes as is. A
+    /// read that returns less than offered means the socket is drained
+    /// (epoll reports new bytes as a new edge), which saves the EAGAIN
+    /// read; not when the event already said the peer closed
+    /// (`short_read_ends` false): that close was reported with this edge
+    /// and must be read now.
     fn read_conn(&mut self, t: usize, short_read_ends: bool) {
         let mut budget = READ_BUDGET;
         loop {
             let Some(lc) = self.conns.get_mut(t) else {
                 return;
             };
-            let direct = lc.deframer.is_mid_frame();
-            let large = lc
-                .deframer
-                .pending_frame_len()
-                .is_some_and(|len| len > SCRATCH);
-            if direct && large && !self.spare.is_empty() {
-                self.spare = lc.deframer.adopt_buffer(std::mem::take(&mut self.spare));
+            if let Some((body, missing)) = lc.deframer.detached_body() {
+                let before = body.len();
+                let res = read_appending(&lc.conn.stream, body, missing);
+                let n = body.len() - before;
+                let drained = match res {
+                    // Less than the frame and no error: the peer closed.
+                    Ok(()) if n < missing => {
+                        return self.teardown(t, "closed by the client", false)
+                    }
+                    Ok(()) => false,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                    Err(e) => return self.teardown(t, &format!("read failed: {e}"), false),
+                };
+                if n > 0 {
+                    if let Err(why) = self.ctx.frames(lc) {
+                        return self.teardown(t, &why, true);
+                    }
+                }
+                if drained {
+                    return;
+                }
+                budget = budget.saturating_sub(n);
+                if budget == 0 {
+                    self.ready.push(t);
+                    return;
+                }
+                continue;
             }
+            let direct = lc.deframer.is_mid_frame();
             let buf: &mut [u8] = if direct {
                 lc.deframer.read_buf()
             } else {
@@ -468,7 +490,7 @@ impl Server {
                 Ok(0) => return self.teardown(t, "closed by the client", false),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    keep_spare(&mut self.spare, &mut lc.deframer);
+                    lc.deframer.shrink();
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -484,7 +506,9 @@ impl Server {
                 return self.teardown(t, &why, true);
             }
             if n < offered && short_read_ends {
-                keep_spare(&mut self.spare, &mut lc.deframer);
+                if let Some(lc) = self.conns.get_mut(t) {
+                    lc.deframer.shrink();
+                }
                 return;
             }
             budget = budget.saturating_sub(n);
@@ -554,8 +578,8 @@ impl Ctx {
         while lc.phase != Phase::Closing {
             match Frame::parse(bytes, max) {
                 Ok(Some((frame, used))) => {
-                    if let Next::Closing =
-                        self.frame(&lc.conn, &mut lc.phase, &frame.header, frame.body)
+                    let body = Body::Borrowed(frame.body);
+                    if let Next::Closing = self.frame(&lc.conn, &mut lc.phase, &frame.header, body)
                     {
                         lc.phase = Phase::Closing;
                     }
@@ -582,13 +606,22 @@ impl Ctx {
                 lc.deframer = Deframer::new(lc.deframer.max_frame());
                 return Ok(());
             }
+            // A large frame received detached is handed on as it is.
+            if let Some((header, body)) = lc.deframer.take_detached() {
+                if let Next::Closing =
+                    self.frame(&lc.conn, &mut lc.phase, &header, Body::Owned(body))
+                {
+                    lc.phase = Phase::Closing;
+                }
+                continue;
+            }
             let frame = match lc.deframer.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             };
-            let (header, body) = (frame.header, frame.body);
-            let next = self.frame(&lc.conn, &mut lc.phase, &header, body);
+            let header = frame.header;
+            let next = self.frame(&lc.conn, &mut lc.phase, &header, Body::Borrowed(frame.body));
             if let Next::Closing = next {
                 lc.phase = Phase::Closing;
             }
@@ -606,7 +639,7 @@ impl Ctx {
         Next::Closing
     }
 
-    fn frame(&mut self, conn: &Arc<Conn>, phase: &mut Phase, h: &Header, body: &[u8]) -> Next {
+    fn frame(&mut self, conn: &Arc<Conn>, phase: &mut Phase, h: &Header, body: Body<'_>) -> Next {
         let reqno = h.reqno();
         match h.class() {
             Class::RESP => {
@@ -621,12 +654,12 @@ impl Ctx {
             }
             Class::ERROR => {
                 // Our extension: an ERROR answer fails the copy it answers.
-                if !conn.deliver(reqno, None, &[]) {
+                if !conn.deliver(reqno, None, Body::Borrowed(&[])) {
                     self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
                 }
                 Next::Continue
             }
-            Class::REQ if *phase == Phase::New => self.first_request(conn, phase, h, body),
+            Class::REQ if *phase == Phase::New => self.first_request(conn, phase, h, body.bytes()),
             Class::REQ => self.request(conn, h, body),
             _ => {
                 // The class is checked before the handshake state.
@@ -719,8 +752,12 @@ impl Ctx {
         Next::Continue
     }
 
-    fn request(&mut self, conn: &Arc<Conn>, h: &Header, body: &[u8]) -> Next {
+    fn request(&mut self, conn: &Arc<Conn>, h: &Header, owned: Body<'_>) -> Next {
         let reqno = h.reqno();
+        if h.typ() == MsgType::SYSCALL_SEG {
+            return self.syscall_seg(conn, h, owned);
+        }
+        let body = owned.bytes();
         let (proc, in_exec) = {
             let ps = conn.procs.lock();
             (ps.proc, ps.exec.is_some())
@@ -759,6 +796,9 @@ impl Ctx {
                     );
                 }
                 conn.procs.lock().exec = Some((reqno, comm.to_vec()));
+                // The new image may be a stock client: it asks again if
+                // it speaks the extension.
+                conn.ext.store(0, Ordering::Release);
                 // Threads exit; the last call to return finishes the exec.
                 self.kernel.lwpexit(proc);
                 after_drain(conn, &*self.kernel);
@@ -776,12 +816,102 @@ impl Ctx {
                 self.prefork(conn, proc, reqno);
                 Next::Continue
             }
+            MsgType::EXT_HELLO if self.config.extensions => {
+                self.ext_hello(conn, h, body);
+                Next::Continue
+            }
             other => {
                 tracing::debug!("{}: request of type {other} refused", conn.describe());
                 self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
                 Next::Continue
             }
         }
+    }
+
+    /// Most segment bytes one SYSCALL_SEG may carry: what the per-client
+    /// budget and the frame limit leave (a frame also holds its header,
+    /// trailer, arguments and descriptors; the client accounts for those
+    /// against `max_frame`).
+    fn max_segment_bytes(&self) -> u64 {
+        let frame_room = self
+            .config
+            .max_frame
+            .saturating_sub((HEADER_LEN + TRAILER_LEN) as u64);
+        frame_room.min(self.config.segment_bytes_per_client as u64)
+    }
+
+    /// EXT_HELLO: the features both sides speak, and our limits. From now
+    /// on this client's image may send SYSCALL_SEG.
+    fn ext_hello(&self, conn: &Conn, h: &Header, body: &[u8]) {
+        let reqno = h.reqno();
+        let Some(theirs) = sp_proto::ext::Hello::from_bytes(body) else {
+            tracing::debug!(
+                "{}: EXT_HELLO with a body of {} bytes",
+                conn.describe(),
+                body.len()
+            );
+            return self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+        };
+        let ours = if self.config.segment_bytes_per_client > 0 {
+            Features::ALL
+        } else {
+            Features::COPY_ERRORS
+        };
+        let agreed = ours.intersect(theirs.features);
+        conn.ext.store(agreed.0, Ordering::Release);
+        tracing::debug!(
+            "{}: extension version {} agreed on {agreed:?}",
+            conn.describe(),
+            theirs.version
+        );
+        let hello = Hello {
+            version: EXT_VERSION,
+            features: agreed,
+            max_frame: self.config.max_frame,
+            max_segment_bytes: self.max_segment_bytes(),
+        };
+        let _ = conn.send(&Message::ExtHelloResp { reqno, hello });
+    }
+
+    /// SYSCALL_SEG: a system call with the bytes of the buffers it reads.
+    /// Refused as an unknown type (as a stock server refuses it) unless
+    /// this client's image agreed on segments.
+    fn syscall_seg(&mut self, conn: &Arc<Conn>, h: &Header, body: Body<'_>) -> Next {
+        let reqno = h.reqno();
+        let agreed = Features(conn.ext.load(Ordering::Acquire));
+        if !agreed.contains(Features::SEGMENTS) {
+            tracing::debug!("{}: SYSCALL_SEG without EXT_HELLO refused", conn.describe());
+            self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+            return Next::Continue;
+        }
+        let Some(proc) = conn.procs.lock().proc else {
+            return self.error_close(conn, reqno, ErrorCode::MALFORMED_REQUEST, "no process");
+        };
+        // Held while the call runs: counted against the client's budget.
+        let size = body.bytes().len();
+        let held = conn.seg_bytes.fetch_add(size, Ordering::AcqRel);
+        if held + size > self.config.segment_bytes_per_client {
+            conn.seg_bytes.fetch_sub(size, Ordering::AcqRel);
+            tracing::debug!(
+                "{}: segments over {} bytes in flight; answering TRYAGAIN",
+                conn.describe(),
+                self.config.segment_bytes_per_client
+            );
+            self.error(conn, reqno, ErrorCode::TRYAGAIN);
+            return Next::Continue;
+        }
+        let split = Segments::split(body.into_vec());
+        let (args, segs) = match split {
+            Ok(v) => v,
+            Err(e) => {
+                conn.seg_bytes.fetch_sub(size, Ordering::AcqRel);
+                tracing::debug!("{}: malformed SYSCALL_SEG: {e}", conn.describe());
+                self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST);
+                return Next::Continue;
+            }
+        };
+        self.dispatch(conn, proc, reqno, h.sysnum(), args, Some(segs), size);
+        Next::Continue
     }
 
     fn prefork(&mut self, conn: &Arc<Conn>, proc: crate::ProcId, reqno: u64) {
@@ -839,10 +969,35 @@ impl Ctx {
             port.answer(res);
             return;
         }
+        self.dispatch(conn, proc, reqno, sysnum, args.to_vec(), None, 0);
+    }
+
+    /// Runs a call on a worker (or inline, if the kernel says it may),
+    /// with the segments its request carried; `seg_held` bytes of the
+    /// client's segment budget are given back when it returns.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        conn: &Arc<Conn>,
+        proc: crate::ProcId,
+        reqno: u64,
+        sysnum: u32,
+        args: Vec<u8>,
+        segs: Option<Segments>,
+        seg_held: usize,
+    ) {
+        if segs.is_some() && self.kernel.runs_inline(sysnum) {
+            let port = ConnPort::for_call(conn.clone(), reqno, false).with_segments(segs);
+            let res = guarded_syscall(&*self.kernel, proc, sysnum, &args, &InlinePort(&port));
+            conn.seg_bytes.fetch_sub(seg_held, Ordering::AcqRel);
+            port.answer(res);
+            return;
+        }
         // The slot is given back before the answer is sent, so a client
         // that has its answer may rely on the slot being free.
         if conn.busy.fetch_add(1, Ordering::AcqRel) >= self.config.max_inflight_per_client {
             conn.busy.fetch_sub(1, Ordering::AcqRel);
+            conn.seg_bytes.fetch_sub(seg_held, Ordering::AcqRel);
             tracing::warn!(
                 "{}: {} calls in flight already; answering TRYAGAIN",
                 conn.describe(),
@@ -853,13 +1008,13 @@ impl Ctx {
         conn.procs.lock().inflight += 1;
         let counter = self.shared.syscalls.clone();
         counter.fetch_add(1, Ordering::Relaxed);
-        let args = args.to_vec();
         let conn = conn.clone();
         let kernel = self.kernel.clone();
         self.shared.pool.execute(move || {
-            let port = ConnPort::for_call(conn.clone(), reqno, true);
+            let port = ConnPort::for_call(conn.clone(), reqno, true).with_segments(segs);
             let res = guarded_syscall(&*kernel, proc, sysnum, &args, &port);
             conn.busy.fetch_sub(1, Ordering::AcqRel);
+            conn.seg_bytes.fetch_sub(seg_held, Ordering::AcqRel);
             port.answer(res);
             counter.fetch_sub(1, Ordering::Relaxed);
             conn.procs.lock().inflight -= 1;
@@ -868,22 +1023,23 @@ impl Ctx {
     }
 }
 
+/// Appends at most `missing` bytes from `stream` to `body`, into its spare
+/// capacity without zero-filling it (`read_to_end` on a `Take`), until the
+/// socket would block (`Err(WouldBlock)`), the bytes are in, or the peer
+/// closed (`Ok` with fewer bytes).
+fn read_appending(stream: &Stream, body: &mut Vec<u8>, missing: usize) -> io::Result<()> {
+    let limit = missing as u64;
+    match stream {
+        Stream::Unix(s) => s.take(limit).read_to_end(body).map(drop),
+        Stream::Tcp(s) => s.take(limit).read_to_end(body).map(drop),
+    }
+}
+
 /// Why a frame that should have been a handshake request is malformed.
 fn malformed(decoded: &Result<Message<'_>, BodyError>) -> String {
     match decoded {
         Err(e) => e.to_string(),
         Ok(m) => format!("not a handshake request: {m:?}"),
-    }
-}
-
-/// Frees a drained connection's buffer, keeping it as the loop's spare if
-/// it is the largest seen (up to [`SPARE_MAX`]): an idle connection holds
-/// no buffer, and the next large frame reuses this one.
-fn keep_spare(spare: &mut Vec<u8>, deframer: &mut Deframer) {
-    if let Some(buf) = deframer.take_buffer() {
-        if buf.len() > spare.len() && buf.len() as u64 <= SPARE_MAX {
-            *spare = buf;
-        }
     }
 }
 
