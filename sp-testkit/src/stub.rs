@@ -18,7 +18,8 @@
 //!
 //! The stub ignores descriptors altogether. One guard of ours: read and
 //! write refuse `n` above [`MAX_IO`] with `EINVAL` instead of allocating
-//! whatever a client names.
+//! whatever a client names. getpid runs inline (on the server's event
+//! loop, see [`Kernel::runs_inline`]).
 
 #![forbid(unsafe_code)]
 
@@ -152,8 +153,10 @@ impl Kernel for StubKernel {
                 if n > MAX_IO {
                     return Err(Errno::EINVAL);
                 }
-                let mut data = vec![0u8; n as usize];
-                port.copyin(buf, &mut data)?;
+                // Taken as the port has it (the frame's own buffer, for a
+                // large answer or segment): no zero-fill, no second copy.
+                let data = port.copyin_vec(buf, n as usize)?;
+                drop(data);
                 Ok([n as i64, 0])
             }
             sys::READ => {
@@ -202,6 +205,12 @@ impl Kernel for StubKernel {
 
     fn pid(&self, proc: ProcId) -> i32 {
         self.inner.lock().procs.get(&proc).map_or(-1, |p| p.pid)
+    }
+
+    /// getpid touches only the stub's own table: the server runs it on its
+    /// event loop, with no hand-off to a worker.
+    fn runs_inline(&self, sysnum: u32) -> bool {
+        sysnum == sys::GETPID
     }
 }
 
