@@ -42,7 +42,10 @@ impl Kernel for NotesKernel {
                 let (buf, len) = (a.u64(1)?, a.usize(2)?);
                 let bytes = port.copyin_vec(buf, len)?;
                 let mut notes = self.notes.lock().unwrap();
-                notes.get_mut(&proc).ok_or(Errno::ESRCH)?.extend_from_slice(&bytes);
+                notes
+                    .get_mut(&proc)
+                    .ok_or(Errno::ESRCH)?
+                    .extend_from_slice(&bytes);
                 Ok([len as i64, 0])
             }
             SYS_READ => {
@@ -103,12 +106,14 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [] => demo(),
-        [cmd, url] if cmd == "serve" => Server::bind(url, Arc::new(NotesKernel::default()), Config::default())
-            .and_then(|s| {
-                eprintln!("serving notes on {}", s.endpoint());
-                s.run()
-            })
-            .map_err(|e| e.to_string()),
+        [cmd, url] if cmd == "serve" => {
+            Server::bind(url, Arc::new(NotesKernel::default()), Config::default())
+                .and_then(|s| {
+                    eprintln!("serving notes on {}", s.endpoint());
+                    s.run()
+                })
+                .map_err(|e| e.to_string())
+        }
         _ => Err("usage: notes_kernel [serve URL]".into()),
     };
     match result {
