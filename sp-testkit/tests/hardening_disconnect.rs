@@ -133,9 +133,10 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, k| {
                 let (_, w) = pipe(p);
-                // 32 KiB into a 16 KiB pipe nobody reads: after the copyin
-                // the writer waits for room.
-                p.syscall_async(3, sys::WRITE, &args(&[w, 0x1000, 32 << 10]));
+                // 128 KiB into a pipe nobody reads (it grows to 64 KiB for
+                // so large a write): after the copyin the writer waits for
+                // room.
+                p.syscall_async(3, sys::WRITE, &args(&[w, 0x1000, 128 << 10]));
                 let (r, len, _) = copyin_req(p);
                 p.send_msg(&Message::CopyinResp {
                     reqno: r,

@@ -1205,10 +1205,274 @@ fn script(s: &mut Side) {
         )
     });
 
+    // ---- dirent numbers agree with stat ----
+    s.rec("dirent filenos", {
+        let _ = s.c.mkdir("/tmp/fn", 0o755);
+        if let Ok(f) = s.c.open("/tmp/fn/x", CR | RW, 0o644) {
+            let _ = s.c.close(f);
+        }
+        let ents = s.c.read_dir_raw("/tmp/fn").unwrap_or_default();
+        let ino = |e: &Dirent| e.fileno;
+        let by = |n: &[u8]| ents.iter().find(|e| e.name == n).map(ino);
+        let root_ents = s.c.read_dir_raw("/").unwrap_or_default();
+        let tmp_in_root = root_ents.iter().find(|e| e.name == b"tmp").map(ino);
+        (
+            by(b".") == Some(s.ino("/tmp/fn")),
+            by(b"..") == Some(s.ino("/tmp")),
+            by(b"x") == Some(s.ino("/tmp/fn/x")),
+            // The root's entry for the mount point names the covered
+            // directory, not the tmpfs root.
+            tmp_in_root == Some(s.ino("/tmp")),
+        )
+    });
+    s.rec("pwrite near i64::MAX", {
+        let f = s.c.open("/tmp/b", RW, 0).unwrap_or(-1);
+        s.take_sig();
+        let a = (s.c.pwrite(f, b"0123456789", i64::MAX - 2), s.take_sig());
+        let b = s.c.lseek(f, i64::MAX - 2, misc::SEEK_SET);
+        let c = (s.c.write(f, b"0123456789"), s.take_sig());
+        let d = s.c.lseek(f, 10, misc::SEEK_CUR);
+        let e = (s.c.pwrite(f, b"", i64::MAX), s.take_sig());
+        let g = (s.c.pwrite(f, b"x", i64::MAX), s.take_sig());
+        let _ = s.c.close(f);
+        let n = s.c.open("/dev/null", RW, 0).unwrap_or(-1);
+        let h = (s.c.pwrite(n, b"xy", i64::MAX), s.take_sig());
+        let _ = s.c.close(n);
+        (a, b, c, d, e, g, h)
+    });
+
+    // ---- pipe sizes ----
+    s.rec("pipe nonblocking big writes", {
+        let (r, w) = s.c.pipe2(oflag::O_NONBLOCK).unwrap_or((-1, -1));
+        let big = vec![7u8; 100_000];
+        let a = s.c.write(w, &big[..16384]);
+        let b = s.c.write(w, &big[..1]);
+        let st = sv(s.c.fstat_raw(w));
+        let mut sink = vec![0u8; 200_000];
+        let c = s.c.read(r, &mut sink);
+        let d = s.c.write(w, &big);
+        let st2 = sv(s.c.fstat_raw(r));
+        let e = s.c.read(r, &mut sink);
+        let f = s.c.write(w, &big[..600]);
+        let g = s.c.write(w, &big);
+        let _ = s.c.close(r);
+        let _ = s.c.close(w);
+        (a, b, st, c, d, st2, e, f, g)
+    });
+
     // ---- access ----
     s.rec("access /", s.c.access("/", misc::X_OK));
     s.rec("access none", s.c.access("/tmp/none", 0));
     s.rec("access null X_OK", s.c.access("/dev/null", misc::X_OK));
+
+    // ---- more edges ----
+    s.rec("access none bad mode", s.c.access("/tmp/none", 8));
+    s.rec("getcwd sizes", {
+        let mut b2 = [0u8; 2];
+        let mut b1 = [0u8; 1];
+        (
+            s.call(Call::new(sys::GETCWD).output(&mut b2).arg(2)),
+            s.call(Call::new(sys::GETCWD).output(&mut b1).arg(1)),
+        )
+    });
+    s.rec("dir fd fcntl", {
+        let f = s.c.open("/tmp", 0, 0).unwrap_or(-1);
+        let a =
+            s.c.fcntl(f, fcntl::F_SETFL, (oflag::O_NONBLOCK | 0x40) as i64);
+        let b = s.c.fcntl(f, fcntl::F_GETFL, 0);
+        let c = s.c.lseek(f, 0, misc::SEEK_END);
+        let d = s.c.lseek(f, 3, misc::SEEK_SET);
+        let e = s.c.getdents(f, &mut [0u8; 512]);
+        let _ = s.c.close(f);
+        (a, b, c, d, e)
+    });
+    s.rec("root dir fd fcntl", {
+        let f = s.c.open("/", 0, 0).unwrap_or(-1);
+        let a = s.c.fcntl(f, fcntl::F_SETFL, oflag::O_APPEND as i64);
+        let b = s.c.lseek(f, 0, misc::SEEK_END);
+        let _ = s.c.close(f);
+        (a, b)
+    });
+    s.rec("read huge count", {
+        let f = s.c.open("/tmp/b", 0, 0).unwrap_or(-1);
+        let mut b = [0u8; 4];
+        let r = s.call(
+            Call::new(sys::READ)
+                .int(f)
+                .output(&mut b)
+                .arg(u64::MAX / 2 + 1),
+        );
+        let r2 = s.call(Call::new(sys::READ).int(99).arg(0).arg(u64::MAX));
+        let _ = s.c.close(f);
+        (r, r2)
+    });
+    s.rec(
+        "mkdir over file",
+        (s.c.mkdir("/tmp/b", 0o755), s.c.mkdir("/tmp/b/x", 0o755)),
+    );
+    s.rec("chdir empty", s.c.chdir(""));
+    s.rec("fchdir removed dir", {
+        let _ = s.c.mkdir("/tmp/fr", 0o755);
+        let f = s.c.open("/tmp/fr", 0, 0).unwrap_or(-1);
+        let _ = s.c.rmdir("/tmp/fr");
+        let a = s.c.fchdir(f);
+        let b =
+            s.c.getcwd()
+                .map(|p| String::from_utf8_lossy(&p).into_owned());
+        let _ = s.c.chdir("/tmp");
+        let _ = s.c.close(f);
+        (a, b)
+    });
+    s.rec("readv zero-length iovec", {
+        let f = s.c.open("/tmp/b", 0, 0).unwrap_or(-1);
+        let (mut x, mut y) = ([0u8; 0], [0u8; 3]);
+        let r = s.c.readv(f, &mut [&mut x, &mut y]).map(|n| (n, y));
+        let _ = s.c.close(f);
+        r
+    });
+    s.rec(
+        "open O_DIRECTORY null",
+        s.c.open("/dev/null", oflag::O_DIRECTORY, 0),
+    );
+    s.rec("open O_EXCL without O_CREAT", {
+        let r = s.c.open("/tmp/b", oflag::O_EXCL, 0);
+        if let Ok(f) = r {
+            let _ = s.c.close(f);
+        }
+        r.map(|_| ())
+    });
+    s.rec("rename dir to rumpfs", s.c.rename("/tmp/r2", "/r2"));
+    s.rec("link to existing dir", s.path2(LINK, "/tmp/b", "/tmp/r2"));
+    s.rec(
+        "symlink trailing slash",
+        s.path2(SYMLINK, "x", "/tmp/newsl/"),
+    );
+    s.rec("truncate symlink to dir", {
+        let _ = s.path2(SYMLINK, "r2", "/tmp/tsd");
+        let r = s.truncate("/tmp/tsd", 0);
+        let _ = s.c.unlink("/tmp/tsd");
+        r
+    });
+    s.rec("utimes and chmod null", {
+        let a = s.utimes("/dev/null", None);
+        let b = s.chmod("/dev/null", 0o666);
+        let st = sv(s.c.stat_raw("/dev/null"));
+        let c = s.chmod("/dev/null", 0o644);
+        (a, b, st, c)
+    });
+    s.rec("mount odd args", {
+        let _ = s.c.mkdir("/tmp/mo", 0o755);
+        let (ty, p) = (cs("tmpfs"), cs("/tmp/mo"));
+        let mut args = [0u8; 40];
+        args[..4].copy_from_slice(&1i32.to_le_bytes());
+        args[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        let a = s.call(
+            Call::new(MOUNT)
+                .cstr(&ty)
+                .cstr(&p)
+                .int(0)
+                .input(&args)
+                .arg(40),
+        );
+        args[24..28].copy_from_slice(&0u32.to_le_bytes());
+        args[28..32].copy_from_slice(&5u32.to_le_bytes());
+        args[32..36].copy_from_slice(&0o170_755u32.to_le_bytes());
+        let b = s.call(
+            Call::new(MOUNT)
+                .cstr(&ty)
+                .cstr(&p)
+                .int(0)
+                .input(&args)
+                .arg(40),
+        );
+        let st = sv(s.c.stat_raw("/tmp/mo"));
+        let big = [0u8; 64];
+        let mut big = big;
+        big[..40].copy_from_slice(&args);
+        let c = s.call(
+            Call::new(MOUNT)
+                .cstr(&ty)
+                .cstr(&p)
+                .int(0)
+                .input(&big)
+                .arg(64),
+        );
+        let d = s.c.rmdir("/tmp/mo");
+        (a, b, st, c, d)
+    });
+    s.rec("mount through symlink to file", {
+        let _ = s.path2(SYMLINK, "b", "/tmp/msl");
+        let r = s.mount_tmpfs("/tmp/msl", 1, 40);
+        let _ = s.c.unlink("/tmp/msl");
+        r
+    });
+    s.rec("getdents after removal", {
+        let _ = s.c.mkdir("/tmp/gr", 0o755);
+        for n in ["a", "b", "c"] {
+            if let Ok(f) = s.c.open(format!("/tmp/gr/{n}"), CR | RW, 0o644) {
+                let _ = s.c.close(f);
+            }
+        }
+        let f = s.c.open("/tmp/gr", 0, 0).unwrap_or(-1);
+        let mut buf = [0u8; 48];
+        let a = s.c.getdents(f, &mut buf).map(|n| names_of(&buf[..n]));
+        let o = s.c.lseek(f, 0, misc::SEEK_CUR);
+        let _ = s.c.unlink("/tmp/gr/b");
+        let b = s.c.getdents(f, &mut [0u8; 512]);
+        let _ = s.c.unlink("/tmp/gr/a");
+        let _ = s.c.lseek(f, 0, misc::SEEK_SET);
+        let c = s.c.getdents(f, &mut buf).map(|n| names_of(&buf[..n]));
+        let _ = s.c.close(f);
+        (a, o, b, c)
+    });
+    s.rec("F_SETFL O_ASYNC pipe and file", {
+        let (r, w) = s.c.pipe().unwrap_or((-1, -1));
+        let a = s.c.fcntl(r, fcntl::F_SETFL, 0x40);
+        let b = s.c.fcntl(r, fcntl::F_GETFL, 0);
+        let _ = s.c.close(r);
+        let _ = s.c.close(w);
+        let f = s.c.open("/tmp/b", RW, 0).unwrap_or(-1);
+        let c = s.c.fcntl(f, fcntl::F_SETFL, 0x40);
+        let d = s.c.fcntl(f, fcntl::F_GETFL, 0);
+        let _ = s.c.close(f);
+        (a, b, c, d)
+    });
+    s.rec("null O_WRONLY|O_APPEND F_GETFL", {
+        let f =
+            s.c.open("/dev/null", oflag::O_WRONLY | oflag::O_APPEND, 0)
+                .unwrap_or(-1);
+        let r = s.c.fcntl(f, fcntl::F_GETFL, 0);
+        let _ = s.c.close(f);
+        r
+    });
+    s.rec("close console then open", {
+        let a = s.c.close(0);
+        let f = s.c.open("/dev/null", 0, 0);
+        let b = s.c.dup2(1, 0);
+        if let Ok(f) = f {
+            if f != 0 {
+                let _ = s.c.close(f);
+            }
+        }
+        (a, f, b, sv(s.c.fstat_raw(0)))
+    });
+    s.rec("write to dir via O_RDONLY fd", {
+        let f = s.c.open("/tmp", 0, 0).unwrap_or(-1);
+        let r = s.c.write(f, b"x");
+        let _ = s.c.close(f);
+        r
+    });
+    s.rec(
+        "stat trailing dot dot on file",
+        sv(s.c.stat_raw("/tmp/b/..")),
+    );
+    s.rec(
+        "mkdir trailing slashes",
+        (s.c.mkdir("/tmp/ms//", 0o755), s.c.rmdir("/tmp/ms//")),
+    );
+    s.rec("unlink dotdot root", s.c.unlink("/.."));
+    s.rec("rename into dev", s.c.rename("/tmp/b", "/dev/b"));
+    s.rec("rename dev entry", s.c.rename("/dev/zero", "/dev/zero2"));
 
     // ---- processes ----
     s.rec("kill self 0", s.c.kill(0, 0));
@@ -1295,8 +1559,9 @@ fn script(s: &mut Side) {
                 .off(0),
         );
         let _ = s.c.close(f);
-        r.is_ok()
+        r.map(|_| ())
     });
+    s.rec("mmap anon", s.c.mmap_anon(4096).map(|_| ()));
 
     // ---- descriptor exhaustion ----
     s.rec("EMFILE", {
@@ -1336,6 +1601,11 @@ const KNOWN: &[(&str, &str)] = &[
         "rumpfs's readdir sets the offset to -1 (as an unsigned int) when no entry fits; \
          the model leaves it",
     ),
+    (
+        "mmap file",
+        "mmap is the model's extension (MAP_ANON only, EINVAL otherwise); stock rump kernels lack it",
+    ),
+    ("mmap anon", "mmap is the model's extension; stock rump kernels lack it"),
     (
         "kill self 0",
         "kill is the model's extension; stock rump kernels lack it",

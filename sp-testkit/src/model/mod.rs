@@ -83,8 +83,13 @@
 //!   device takes any offset, lseek too). `pread` past the end of a tmpfs
 //!   file, even at 2^62, returns 0 (the issue's `EINVAL` is rumpfs's: a
 //!   read more than a page past the end of a file on the root).
+//! - A write whose end would pass `RLIMIT_FSIZE` (infinite: `i64::MAX`) is
+//!   `EFBIG` with a SIGXFSZ (25) to the caller, before any COPYIN.
 //! - `ftruncate`/`truncate`: a negative length is `EINVAL` before anything
 //!   else. `st_rdev` is `NODEV` (all ones) for anything but a device.
+//! - Pipes: 16384 bytes (PIPE_SIZE), grown to 64 KiB by a
+//!   write of more than that into an empty pipe (32 such pipes at most in a
+//!   kernel); fstat of the write end shows no bytes.
 //! - link, symlink, readlink, chmod, fchmod, truncate, `__utimes50`
 //!   (microseconds taken as they come, -1 seconds leaves a time) and
 //!   `__mount50` of "tmpfs" (see [`num`]).
@@ -99,6 +104,10 @@
 //!   (init, a prefork not yet attached) takes the signal and drops it; an
 //!   unknown or negative pid is `ESRCH`; a signal outside 0..64 is
 //!   `EINVAL`.
+//! - mmap(2) is the model's extension too (`ENOSYS` in a stock rump
+//!   kernel): MAP_ANON only, answered with an ANONMMAP to the client;
+//!   without MAP_ANON `EINVAL` (there is no memory to share with the
+//!   client); MAP_ANON with an fd other than -1 or a length of 0: `EINVAL`.
 //! - rumpfs's getdents moves the offset back one entry when the buffer
 //!   fills (a buffer that holds one entry returns it forever) and sets it
 //!   to -1 when nothing fits; the model's offset moves past what it
@@ -127,10 +136,8 @@
 //! - Transfers above 1 MiB are split into several COPYINs or COPYOUTs. A
 //!   write that fails part-way returns the error (as NetBSD does, except
 //!   that `EINTR`/`EAGAIN` after some bytes return the count).
-//! - Pipes hold 16384 bytes (PIPE_SIZE); writers wait for room, writes of
-//!   up to 512 bytes (PIPE_BUF) are atomic; O_NONBLOCK gives `EAGAIN`.
-//! - mmap without MAP_ANON: `EINVAL` (there is no memory to share with the
-//!   client); MAP_ANON with an fd other than -1 or a length of 0: `EINVAL`.
+//! - Pipe writers wait for room, writes of up to 512 bytes (PIPE_BUF) are
+//!   atomic; O_NONBLOCK gives `EAGAIN`.
 //! - `__getcwd` returns the length including the NUL, as NetBSD; `ERANGE`
 //!   if the buffer is shorter.
 //! - Process names are cut at the first NUL and at 16 bytes (MAXCOMLEN).
@@ -157,7 +164,7 @@ use sp_proto::comm_name;
 use sp_server::{ClientPort, Kernel, Port, ProcId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,6 +185,8 @@ pub struct ModelKernel {
     fs: Arc<Fs>,
     stats: Stats,
     console: Mutex<Vec<u8>>,
+    /// Pipes grown to BIG_PIPE_SIZE, kernel-wide (NetBSD's nbigpipe).
+    big_pipes: Arc<AtomicUsize>,
 }
 
 /// How to boot a [`ModelKernel`].
@@ -264,6 +273,7 @@ impl ModelKernel {
             fs,
             stats: Stats::default(),
             console: Mutex::new(Vec::new()),
+            big_pipes: Arc::new(AtomicUsize::new(0)),
         }
     }
 

@@ -3,15 +3,24 @@
 //! Readers of an empty pipe wait while a writer is open; writers of a full
 //! pipe wait while a reader is open. Every wait goes through a [`Waiter`],
 //! which wakes when the calling process is told to exit (`lwpexit`).
+//!
+//! As NetBSD's: a pipe buffers [`PIPE_SIZE`] bytes, and a write of more
+//! than that into an empty pipe grows it to [`BIG_PIPE_SIZE`] for good
+//! (while fewer than [`MAX_BIG_PIPES`] big pipes are open in the kernel).
 
 use super::proc::Waiter;
 use parking_lot::{Condvar, Mutex};
 use sp_proto::abi::{mode, Errno, Stat};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bytes a pipe buffers (NetBSD's PIPE_SIZE).
 pub(crate) const PIPE_SIZE: usize = 16384;
+/// What a pipe grows to for a large write (NetBSD's BIG_PIPE_SIZE).
+pub(crate) const BIG_PIPE_SIZE: usize = 4 * PIPE_SIZE;
+/// Big pipes a kernel allows at once (NetBSD's maxbigpipes).
+pub(crate) const MAX_BIG_PIPES: usize = 32;
 /// Writes up to this size are atomic (NetBSD's PIPE_BUF).
 pub(crate) const PIPE_BUF: usize = 512;
 
@@ -19,10 +28,14 @@ pub(crate) const PIPE_BUF: usize = 512;
 pub(crate) struct Pipe {
     st: Mutex<PipeState>,
     cond: Condvar,
+    /// The kernel's count of big pipes.
+    big: Arc<AtomicUsize>,
 }
 
 struct PipeState {
     buf: VecDeque<u8>,
+    /// Bytes the buffer holds at most: PIPE_SIZE or BIG_PIPE_SIZE.
+    cap: usize,
     /// Open read and write ends (open file descriptions, not descriptors).
     readers: usize,
     writers: usize,
@@ -42,21 +55,30 @@ impl Drop for PipeEnd {
             st.writers -= 1;
         } else {
             st.readers -= 1;
+            // The buffer goes with the last reader, a big one from the
+            // kernel's count.
+            if st.readers == 0 && st.cap > PIPE_SIZE {
+                st.cap = PIPE_SIZE;
+                self.pipe.big.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         self.pipe.cond.notify_all();
     }
 }
 
 impl Pipe {
-    /// A new pipe, and its read and write ends.
-    pub(crate) fn create() -> (PipeEnd, PipeEnd) {
+    /// A new pipe, and its read and write ends; `big` counts the kernel's
+    /// big pipes.
+    pub(crate) fn create(big: &Arc<AtomicUsize>) -> (PipeEnd, PipeEnd) {
         let pipe = Arc::new(Pipe {
             st: Mutex::new(PipeState {
                 buf: VecDeque::new(),
+                cap: PIPE_SIZE,
                 readers: 1,
                 writers: 1,
             }),
             cond: Condvar::new(),
+            big: big.clone(),
         });
         (
             PipeEnd {
@@ -111,7 +133,9 @@ impl Pipe {
         }
     }
 
-    /// Writes all of `data`, waiting for room while a reader is open.
+    /// Writes all of `data`, waiting for room while a reader is open;
+    /// `resid` is what the whole write(2) still has to write (`data` and
+    /// after), which decides whether an empty pipe grows.
     /// Writes of at most [`PIPE_BUF`] bytes are not interleaved with others.
     /// Returns the bytes written: fewer than asked only when a nonblocking
     /// write runs out of room or the wait is interrupted after a part went
@@ -119,11 +143,23 @@ impl Pipe {
     pub(crate) fn write(
         self: &Arc<Pipe>,
         data: &[u8],
+        resid: u64,
         nonblock: bool,
         w: &Waiter<'_>,
     ) -> Result<usize, Errno> {
         let _reg = w.register(self);
         let mut st = self.st.lock();
+        if resid > PIPE_SIZE as u64 && st.cap <= PIPE_SIZE && st.buf.is_empty() && st.readers > 0 {
+            let grown = self
+                .big
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < MAX_BIG_PIPES).then_some(n + 1)
+                })
+                .is_ok();
+            if grown {
+                st.cap = BIG_PIPE_SIZE;
+            }
+        }
         let mut done = 0;
         loop {
             if st.readers == 0 {
@@ -133,7 +169,7 @@ impl Pipe {
                 return Ok(done);
             }
             let rem = data.len() - done;
-            let room = PIPE_SIZE - st.buf.len();
+            let room = st.cap - st.buf.len();
             let need = if rem <= PIPE_BUF { rem } else { 1 };
             if room >= need {
                 let k = room.min(rem);
@@ -156,15 +192,23 @@ impl Pipe {
         }
     }
 
-    /// fstat(2) of either end, as NetBSD's `pipe_stat`: st_dev, st_ino,
-    /// st_nlink and st_rdev are left 0; one block while data is buffered.
-    pub(crate) fn stat(&self) -> Stat {
+    /// fstat(2) of an end, as NetBSD's `pipe_stat`: st_dev, st_ino,
+    /// st_nlink and st_rdev are left 0. The bytes sit on the read side:
+    /// its size is what is buffered (one block while any) and its blksize
+    /// the buffer's size; the write side has no buffer of its own, so size
+    /// 0 and the read side's blksize (0 once the reader is gone).
+    pub(crate) fn stat(&self, writer: bool) -> Stat {
         let st = self.st.lock();
         let mut s = Stat::default();
         s.st_mode.set(mode::S_IFIFO | 0o600);
-        s.st_size.set(st.buf.len() as i64);
-        s.st_blocks.set(i64::from(!st.buf.is_empty()));
-        s.st_blksize.set(PIPE_SIZE as u32);
+        if writer {
+            let blksize = if st.readers > 0 { st.cap } else { 0 };
+            s.st_blksize.set(blksize as u32);
+        } else {
+            s.st_size.set(st.buf.len() as i64);
+            s.st_blocks.set(i64::from(!st.buf.is_empty()));
+            s.st_blksize.set(st.cap as u32);
+        }
         s
     }
 }

@@ -48,6 +48,9 @@ const ACCESSPERMS: u32 = 0o777;
 const ALLPERMS: u32 = 0o7777;
 /// NetBSD's ENODEV (an unknown file system type; an ioctl a device lacks).
 const ENODEV: Errno = Errno(19);
+/// NetBSD's EFBIG and SIGXFSZ: a write past the file size limit.
+const EFBIG: Errno = Errno(27);
+const SIGXFSZ: u32 = 25;
 /// File system type names are shorter than this (MFSNAMELEN).
 const MFSNAMELEN: usize = 32;
 /// Largest mount argument block (VFS_MAX_MOUNT_DATA).
@@ -334,7 +337,7 @@ impl<'a> Ctx<'a> {
                         Ok(d) => d,
                         Err(e) => return partial(done, e),
                     };
-                    match end.pipe.write(&data, f.nonblock(), &self.w) {
+                    match end.pipe.write(&data, total - done, f.nonblock(), &self.w) {
                         Ok(k) => {
                             done += k as u64;
                             if k < data.len() {
@@ -362,6 +365,25 @@ impl<'a> Ctx<'a> {
                     Kind::Dir => return Err(Errno::EISDIR),
                     Kind::Link => return Err(Errno::EINVAL),
                     Kind::File => {}
+                }
+                // RLIMIT_FSIZE is infinite (i64::MAX), but a write whose end
+                // passes it is EFBIG and SIGXFSZ, before any COPYIN (NetBSD's
+                // enforce_rlimit_fsize).
+                let test = if f.append() {
+                    fs.size(v.ino())?
+                } else {
+                    match start {
+                        Some(s) => s,
+                        None => *f.offset.lock(),
+                    }
+                };
+                if total > 0
+                    && test
+                        .checked_add(total)
+                        .map_or(true, |e| e > i64::MAX as u64)
+                {
+                    let _ = self.port.raise(SIGXFSZ);
+                    return Err(EFBIG);
                 }
                 let mut done = 0u64;
                 while done < total {
@@ -824,7 +846,7 @@ impl<'a> Ctx<'a> {
         let sb = self.a.u64(1)?;
         let st = match &f.obj {
             FileObj::Vnode(v) => v.fs().stat(v.ino())?,
-            FileObj::Pipe(end) => end.pipe.stat(),
+            FileObj::Pipe(end) => end.pipe.stat(end.writer),
             FileObj::Console => console_stat(),
         };
         self.copyout_stat(&st, sb)
@@ -933,7 +955,7 @@ impl<'a> Ctx<'a> {
     /// Makes a pipe and installs its ends; returns (read fd, write fd).
     /// The ends' F_GETFL shows every flag pipe2 was given, as NetBSD's.
     fn make_pipe(&self, flags: u32) -> Result<(i32, i32, [Arc<OpenFile>; 2]), Errno> {
-        let (r, w) = Pipe::create();
+        let (r, w) = Pipe::create(&self.k.big_pipes);
         let rf = OpenFile::with_flags(FileObj::Pipe(r), oflag::O_RDONLY | flags);
         let wf = OpenFile::with_flags(FileObj::Pipe(w), oflag::O_WRONLY | flags);
         let cloexec = flags & oflag::O_CLOEXEC != 0;

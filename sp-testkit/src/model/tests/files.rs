@@ -489,3 +489,23 @@ fn open_file_offsets_are_per_open() {
     assert_eq!(u.read(c, 10).unwrap(), b"abcdef");
     let _ = t.k.syscall(t.p, sys::CLOSE, &args(&[a as u64]), &*t.port);
 }
+
+#[test]
+fn a_write_past_the_file_size_limit_is_efbig() {
+    let t = T::new();
+    let fd = t.open("/tmp/f", CREAT | RW, 0o644).unwrap() as u64;
+    let buf = t.port.alloc(b"0123456789".to_vec());
+    let at = (i64::MAX - 2) as u64;
+    // The end would pass RLIMIT_FSIZE (i64::MAX): EFBIG and SIGXFSZ (25),
+    // before any byte is asked for.
+    assert_eq!(t.err(sys::PWRITE, &[fd, buf, 10, 0, at]), Errno(27));
+    assert_eq!(t.err(sys::PWRITE, &[fd, 0x10, 10, 0, at]), Errno(27));
+    assert_eq!(t.port.raised(), [25, 25]);
+    t.ok(sys::LSEEK, &[fd, 0, at, misc::SEEK_SET.into()]);
+    assert_eq!(t.err(sys::WRITE, &[fd, buf, 10]), Errno(27));
+    // Nothing to write is fine; a device has no size.
+    assert_eq!(t.ok(sys::PWRITE, &[fd, buf, 0, 0, i64::MAX as u64]), 0);
+    let null = t.open("/dev/null", RW, 0).unwrap() as u64;
+    assert_eq!(t.ok(sys::PWRITE, &[null, buf, 2, 0, i64::MAX as u64]), 2);
+    assert_eq!(t.port.raised().len(), 3);
+}

@@ -143,6 +143,15 @@ impl T {
         (r as i32, w as i32)
     }
 
+    /// pipe2(O_NONBLOCK).
+    fn pipe2_nonblock(&self) -> (i32, i32) {
+        let fds = self.port.alloc_zeroed(8);
+        self.ok(sys::PIPE2, &[fds, oflag::O_NONBLOCK.into()]);
+        let raw = self.port.read(fds, 8);
+        let fd = |b: &[u8]| i32::from_le_bytes(b.try_into().unwrap());
+        (fd(&raw[..4]), fd(&raw[4..]))
+    }
+
     fn mkdir(&self, path: &str) {
         self.ok(sys::MKDIR, &[self.s(path), 0o755]);
     }

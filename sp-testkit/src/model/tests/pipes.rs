@@ -1,7 +1,7 @@
 //! Pipes: data, EOF, EPIPE, blocking and waking across threads.
 
 use super::{T, WAIT};
-use crate::model::pipe::{PIPE_BUF, PIPE_SIZE};
+use crate::model::pipe::{BIG_PIPE_SIZE, MAX_BIG_PIPES, PIPE_BUF, PIPE_SIZE};
 use crossbeam_channel::bounded;
 use sp_proto::abi::{fcntl, mode, oflag, sig, sys, Errno};
 use sp_server::Kernel;
@@ -41,7 +41,11 @@ fn pipe_data_flows_in_order() {
         ),
         (0, 0, 0, 0)
     );
-    assert_eq!(t.fstat(w).unwrap(), st);
+    // The write end holds no bytes of its own: size 0, the read side's
+    // blksize.
+    let ws = t.fstat(w).unwrap();
+    assert_eq!((ws.st_size.get(), ws.st_blocks.get()), (0, 0));
+    assert_eq!(ws.st_blksize.get(), PIPE_SIZE as u32);
     assert_eq!(
         t.ok(sys::FCNTL, &[r as u64, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_RDONLY)
@@ -132,14 +136,58 @@ fn nonblocking_write_fills_the_pipe() {
         sys::FCNTL,
         &[w as u64, fcntl::F_SETFL.into(), oflag::O_NONBLOCK.into()],
     );
-    let big = vec![7u8; PIPE_SIZE + 100];
-    // A partial write, then EAGAIN.
+    let big = vec![7u8; PIPE_SIZE];
+    // Full, then EAGAIN.
     assert_eq!(t.write(w, &big), Ok(PIPE_SIZE as i64));
     assert_eq!(t.write(w, b"x"), Err(Errno::EAGAIN));
     // Room for less than PIPE_BUF: a small write is all or nothing.
     assert_eq!(t.read(r, 100).unwrap().len(), 100);
     assert_eq!(t.write(w, &[1; PIPE_BUF]), Err(Errno::EAGAIN));
     assert_eq!(t.write(w, &[1; 100]), Ok(100));
+    // A large write into a non-empty pipe does not grow it: partial.
+    assert_eq!(t.read(r, 1000).unwrap().len(), 1000);
+    assert_eq!(t.write(w, &vec![2; PIPE_SIZE + 100]), Ok(1000));
+}
+
+#[test]
+fn a_large_write_into_an_empty_pipe_grows_it() {
+    let t = T::new();
+    let (r, w) = t.pipe2_nonblock();
+    // More than PIPE_SIZE into an empty pipe: it grows to BIG_PIPE_SIZE,
+    // as NetBSD's does, and stays so.
+    let big = vec![7u8; BIG_PIPE_SIZE + 100];
+    assert_eq!(t.write(w, &big), Ok(BIG_PIPE_SIZE as i64));
+    let st = t.fstat(r).unwrap();
+    assert_eq!(st.st_size.get(), BIG_PIPE_SIZE as i64);
+    assert_eq!(st.st_blksize.get(), BIG_PIPE_SIZE as u32);
+    assert_eq!(t.fstat(w).unwrap().st_blksize.get(), BIG_PIPE_SIZE as u32);
+    assert_eq!(t.read(r, BIG_PIPE_SIZE).unwrap().len(), BIG_PIPE_SIZE);
+    assert_eq!(t.write(w, &big[..600]), Ok(600));
+    assert_eq!(t.write(w, &big), Ok((BIG_PIPE_SIZE - 600) as i64));
+    // At most MAX_BIG_PIPES grow in a kernel; closing the read end of one
+    // makes room for another.
+    let mut pipes = vec![(r, w)];
+    for _ in 1..MAX_BIG_PIPES {
+        let (r, w) = t.pipe2_nonblock();
+        assert_eq!(t.write(w, &big), Ok(BIG_PIPE_SIZE as i64));
+        pipes.push((r, w));
+    }
+    let (r, w) = t.pipe2_nonblock();
+    assert_eq!(
+        t.write(w, &big),
+        Ok(PIPE_SIZE as i64),
+        "the 33rd stays small"
+    );
+    let (r0, w0) = pipes[0];
+    t.ok(sys::CLOSE, &[r0 as u64]);
+    assert_eq!(
+        t.fstat(w0).unwrap().st_blksize.get(),
+        0,
+        "no reader, no buffer"
+    );
+    let (r2, w2) = t.pipe2_nonblock();
+    assert_eq!(t.write(w2, &big), Ok(BIG_PIPE_SIZE as i64));
+    let _ = (r, r2);
 }
 
 #[test]
@@ -195,7 +243,7 @@ fn blocked_writer_wakes_when_reader_drains_or_closes() {
     // A writer blocked on a full pipe gets EPIPE when the reader goes.
     let (tx, rx) = bounded(1);
     let t2 = t.clone();
-    let h = thread::spawn(move || tx.send(t2.write(w, &vec![0; PIPE_SIZE + 1])).unwrap());
+    let h = thread::spawn(move || tx.send(t2.write(w, &vec![0; BIG_PIPE_SIZE + 1])).unwrap());
     assert!(t.k.wait_blocked_threads(1, WAIT));
     t.ok(sys::CLOSE, &[r as u64]);
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), Err(Errno::EPIPE));
@@ -235,11 +283,11 @@ fn lwpexit_wakes_blocked_writer_after_partial_write() {
     let (_r, w) = t.pipe();
     let (tx, rx) = bounded(1);
     let t2 = t.clone();
-    let h = thread::spawn(move || tx.send(t2.write(w, &vec![1; PIPE_SIZE * 2])).unwrap());
+    let h = thread::spawn(move || tx.send(t2.write(w, &vec![1; BIG_PIPE_SIZE * 2])).unwrap());
     assert!(t.k.wait_blocked_threads(1, WAIT));
     t.k.lwpexit(t.p);
-    // Half went in before the wait: the count, not EINTR.
-    assert_eq!(rx.recv_timeout(WAIT).unwrap(), Ok(PIPE_SIZE as i64));
+    // Half went in before the wait (the pipe grew): the count, not EINTR.
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), Ok(BIG_PIPE_SIZE as i64));
     h.join().unwrap();
 }
 
