@@ -1241,6 +1241,80 @@ fn script(s: &mut Side) {
         (a, b, c, d, e, g, h)
     });
 
+    // ---- the other fcntl commands ----
+    s.rec("F_MAXFD and F_CLOSEM", {
+        let a = s.c.fcntl(99, 11, 0);
+        let fds: Vec<i32> = (0..4)
+            .map(|_| s.c.open("/dev/null", 0, 0).unwrap_or(-1))
+            .collect();
+        let b = s.c.fcntl(-1, 11, 0);
+        let c = s.c.fcntl(fds[1], 10, 0);
+        let d = s.c.fcntl(0, 11, 0);
+        let e = s.c.fcntl(-1, 10, 0);
+        let f = s.c.fcntl(77, 10, 0);
+        let g = s.c.fstat_raw(fds[0]).is_ok();
+        let _ = s.c.close(fds[0]);
+        (a, fds, b, c, d, e, f, g)
+    });
+    s.rec("F_GETNOSIGPIPE F_SETNOSIGPIPE", {
+        let (r, w) = s.c.pipe().unwrap_or((-1, -1));
+        let a = s.c.fcntl(w, 13, 0);
+        let b = s.c.fcntl(w, 14, 5);
+        let c = (s.c.fcntl(w, 13, 0), s.c.fcntl(w, fcntl::F_GETFL, 0));
+        let _ = s.c.close(r);
+        s.take_sig();
+        let d = (s.c.write(w, b"x"), s.take_sig());
+        let e = s.c.fcntl(w, 14, 0);
+        let g = (s.c.write(w, b"x"), s.take_sig());
+        let _ = s.c.close(w);
+        (a, b, c, d, e, g, s.c.fcntl(99, 13, 0))
+    });
+    s.rec("F_GETOWN F_SETOWN", {
+        let f = s.c.open("/tmp/b", RW, 0).unwrap_or(-1);
+        let (r, w) = s.c.pipe().unwrap_or((-1, -1));
+        let n = s.c.open("/dev/null", RW, 0).unwrap_or(-1);
+        let root = s.c.open("/", 0, 0).unwrap_or(-1);
+        let tdir = s.c.open("/tmp", 0, 0).unwrap_or(-1);
+        let rumpfs_dir = (s.c.fcntl(root, 5, 0), s.c.fcntl(tdir, 5, 0));
+        let _ = s.c.close(root);
+        let _ = s.c.close(tdir);
+        let bad_owner = (
+            s.c.fcntl(r, 6, 9999),
+            s.c.fcntl(r, 6, -2),
+            s.c.fcntl(r, 6, -9999),
+        );
+        let out = (
+            rumpfs_dir,
+            bad_owner,
+            (s.c.fcntl(f, 5, 0), s.c.fcntl(f, 6, 2)),
+            (s.c.fcntl(r, 5, 0), s.c.fcntl(r, 6, 2), s.c.fcntl(r, 5, 0)),
+            (s.c.fcntl(1, 5, 0), s.c.fcntl(1, 6, 2)),
+            (s.c.fcntl(n, 5, 0), s.c.fcntl(n, 6, 2)),
+        );
+        for x in [f, r, w, n] {
+            let _ = s.c.close(x);
+        }
+        out
+    });
+    s.rec("F_GETLK on a file", {
+        let f = s.c.open("/tmp/b", RW, 0).unwrap_or(-1);
+        // struct flock: off_t l_start, off_t l_len, pid_t l_pid,
+        // short l_type, short l_whence.
+        let mut fl = [0u8; 24];
+        fl[20..22].copy_from_slice(&3i16.to_le_bytes());
+        let a = s.call(Call::new(sys::FCNTL).int(f).int(7).inout(&mut fl));
+        let got = fl;
+        let mut fl2 = [0u8; 24];
+        fl2[20..22].copy_from_slice(&3i16.to_le_bytes());
+        let b = s.call(Call::new(sys::FCNTL).int(f).int(8).inout(&mut fl2));
+        let (r, w) = s.c.pipe().unwrap_or((-1, -1));
+        let c = s.call(Call::new(sys::FCNTL).int(r).int(8).inout(&mut fl2));
+        for x in [f, r, w] {
+            let _ = s.c.close(x);
+        }
+        (a, got, b, c)
+    });
+
     // ---- pipe sizes ----
     s.rec("pipe nonblocking big writes", {
         let (r, w) = s.c.pipe2(oflag::O_NONBLOCK).unwrap_or((-1, -1));
@@ -1606,6 +1680,10 @@ const KNOWN: &[(&str, &str)] = &[
         "mmap is the model's extension (MAP_ANON only, EINVAL otherwise); stock rump kernels lack it",
     ),
     ("mmap anon", "mmap is the model's extension; stock rump kernels lack it"),
+    (
+        "F_GETLK on a file",
+        "record locks are not modelled: EINVAL where a stock kernel's vnodes take them",
+    ),
     (
         "kill self 0",
         "kill is the model's extension; stock rump kernels lack it",

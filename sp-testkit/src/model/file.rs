@@ -119,6 +119,15 @@ impl OpenFile {
     pub(crate) fn nosigpipe(&self) -> bool {
         self.flags() & O_NOSIGPIPE != 0
     }
+
+    /// F_SETNOSIGPIPE.
+    pub(crate) fn set_nosigpipe(&self, on: bool) {
+        if on {
+            self.flags.fetch_or(O_NOSIGPIPE, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!O_NOSIGPIPE, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A descriptor: a description and the close-on-exec flag.
@@ -207,6 +216,22 @@ impl FdTable {
             self.slots.pop();
         }
         out
+    }
+
+    /// Removes the descriptors from `min` up (F_CLOSEM).
+    pub(crate) fn take_from(&mut self, min: usize) -> Vec<FdEntry> {
+        if min >= self.slots.len() {
+            return Vec::new();
+        }
+        self.slots.split_off(min).into_iter().flatten().collect()
+    }
+
+    /// The highest open descriptor, -1 if none (F_MAXFD).
+    pub(crate) fn max_fd(&self) -> i32 {
+        self.slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(-1, |i| i as i32)
     }
 
     /// Removes every descriptor.

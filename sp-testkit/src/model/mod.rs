@@ -115,6 +115,14 @@
 //! - A read past the end of a file on the root returns zeros up to the end
 //!   of its last page and `EINVAL` beyond, as rumpfs; but a failed read
 //!   leaves the offset where it was (rumpfs moves it by what it copied).
+//! - POSIX record locks (fcntl F_GETLK, F_SETLK, F_SETLKW) are not
+//!   modelled: after the `struct flock` is read and the descriptor checked,
+//!   they answer `EINVAL` (a stock kernel's pipes and console do too; its
+//!   vnodes take the locks). fcntl's other commands are NetBSD's: F_CLOSEM,
+//!   F_MAXFD, F_GETNOSIGPIPE, F_SETNOSIGPIPE, and F_GETOWN/F_SETOWN as
+//!   each object answers them (a pipe keeps an owner pid, the console
+//!   `ENOTTY`, a device `ENODEV`, rumpfs `EOPNOTSUPP`, tmpfs -4, the
+//!   EPASSTHROUGH that NetBSD lets out).
 //! - Only "tmpfs" mounts, and only new ones: MNT_UPDATE and MNT_GETARGS are
 //!   `EOPNOTSUPP`, a mount over the root directory `EBUSY`; there is no
 //!   unmount. tmpfs's node limit (`ta_nodes_max`) is not kept; its size
@@ -533,7 +541,8 @@ impl Kernel for ModelKernel {
     }
 
     /// Calls that touch only the kernel's own state (no copyin, no wait):
-    /// the server may run them without a hand-off to a worker.
+    /// the server may run them without a hand-off to a worker. (Not fcntl:
+    /// its lock commands copy a `struct flock` in.)
     fn runs_inline(&self, sysnum: u32) -> bool {
         use sp_proto::abi::sys as n;
         matches!(
@@ -545,7 +554,6 @@ impl Kernel for ModelKernel {
                 | n::DUP
                 | n::DUP2
                 | n::DUP3
-                | n::FCNTL
                 | n::LSEEK
                 | n::FSYNC
                 | n::FCHDIR

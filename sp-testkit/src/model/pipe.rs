@@ -12,7 +12,7 @@ use super::proc::Waiter;
 use parking_lot::{Condvar, Mutex};
 use sp_proto::abi::{mode, Errno, Stat};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bytes a pipe buffers (NetBSD's PIPE_SIZE).
@@ -46,6 +46,20 @@ struct PipeState {
 pub(crate) struct PipeEnd {
     pub(crate) pipe: Arc<Pipe>,
     pub(crate) writer: bool,
+    /// The pid F_SETOWN set on this end (0: none).
+    owner: AtomicI32,
+}
+
+impl PipeEnd {
+    /// F_GETOWN.
+    pub(crate) fn owner(&self) -> i32 {
+        self.owner.load(Ordering::SeqCst)
+    }
+
+    /// F_SETOWN.
+    pub(crate) fn set_owner(&self, pid: i32) {
+        self.owner.store(pid, Ordering::SeqCst);
+    }
 }
 
 impl Drop for PipeEnd {
@@ -84,8 +98,13 @@ impl Pipe {
             PipeEnd {
                 pipe: pipe.clone(),
                 writer: false,
+                owner: AtomicI32::new(0),
             },
-            PipeEnd { pipe, writer: true },
+            PipeEnd {
+                pipe,
+                writer: true,
+                owner: AtomicI32::new(0),
+            },
         )
     }
 

@@ -48,6 +48,19 @@ const ACCESSPERMS: u32 = 0o777;
 const ALLPERMS: u32 = 0o7777;
 /// NetBSD's ENODEV (an unknown file system type; an ioctl a device lacks).
 const ENODEV: Errno = Errno(19);
+/// fcntl commands beyond sp-proto's, and `sizeof(struct flock)`.
+const F_GETOWN: u32 = 5;
+const F_SETOWN: u32 = 6;
+const F_GETLK: u32 = 7;
+const F_SETLK: u32 = 8;
+const F_SETLKW: u32 = 9;
+const F_CLOSEM: u32 = 10;
+const F_MAXFD: u32 = 11;
+const F_GETNOSIGPIPE: u32 = 13;
+const F_SETNOSIGPIPE: u32 = 14;
+const FLOCK_SIZE: usize = 24;
+/// NetBSD's EPASSTHROUGH, which its fcntl(F_GETOWN) lets out for a file.
+const EPASSTHROUGH: Errno = Errno(-4);
 /// NetBSD's EFBIG and SIGXFSZ: a write past the file size limit.
 const EFBIG: Errno = Errno(27);
 const SIGXFSZ: u32 = 25;
@@ -900,13 +913,37 @@ impl<'a> Ctx<'a> {
 
     fn fcntl(&self) -> SysResult {
         let (fd, cmd) = (self.a.i32(0)?, self.a.u32(1)?);
+        match cmd {
+            F_CLOSEM => {
+                // Closes every descriptor from fd up, fd open or not.
+                if fd < 0 {
+                    return Err(Errno::EBADF);
+                }
+                let gone = self.p.st.lock().fds.take_from(fd as usize);
+                drop(gone);
+                return ok(0);
+            }
+            // The highest open descriptor, -1 for none; fd is not looked at.
+            F_MAXFD => return ok(i64::from(self.p.st.lock().fds.max_fd())),
+            F_GETLK | F_SETLK | F_SETLKW => {
+                // The flock is read first; then the descriptor; a pipe or
+                // the console has no locks. Record locks on vnodes are not
+                // modelled (see the module docs).
+                let mut fl = [0u8; FLOCK_SIZE];
+                self.port.copyin(self.a.u64(2)?, &mut fl)?;
+                self.file(fd)?;
+                return Err(Errno::EINVAL);
+            }
+            _ => {}
+        }
         let file = self.file(fd)?;
         match cmd {
             fcntl::F_DUPFD | fcntl::F_DUPFD_CLOEXEC => {
-                let min = usize::try_from(self.a.i64(2)?)
-                    .ok()
-                    .filter(|&m| m < FD_LIMIT)
-                    .ok_or(Errno::EINVAL)?;
+                // NetBSD keeps the low 32 bits of the argument, unsigned.
+                let min = self.a.u32(2)? as usize;
+                if min >= FD_LIMIT {
+                    return Err(Errno::EINVAL);
+                }
                 let cloexec = cmd == fcntl::F_DUPFD_CLOEXEC;
                 let mut st = self.p.st.lock();
                 // The descriptor may have been closed meanwhile; dup what
@@ -948,6 +985,35 @@ impl<'a> Ctx<'a> {
                 file.set_flags(new);
                 ok(0)
             }
+            F_GETNOSIGPIPE => ok(i64::from(file.nosigpipe())),
+            F_SETNOSIGPIPE => {
+                file.set_nosigpipe(self.a.u64(2)? != 0);
+                ok(0)
+            }
+            // FIOGETOWN and FIOSETOWN, as each object answers them.
+            F_GETOWN | F_SETOWN => match &file.obj {
+                FileObj::Pipe(end) if cmd == F_GETOWN => ok(i64::from(end.owner())),
+                FileObj::Pipe(end) => {
+                    let id = self.a.i32(2)?;
+                    if id > 0 && self.k.find_pid(id).is_none() {
+                        return Err(Errno::ESRCH);
+                    }
+                    if id < 0 {
+                        // No process groups to name.
+                        return Err(Errno::EINVAL);
+                    }
+                    end.set_owner(id);
+                    ok(0)
+                }
+                FileObj::Console => Err(Errno::ENOTTY),
+                FileObj::Vnode(v) => Err(match (v.fs().fstype(v.ino())?, v.fs().kind(v.ino())?) {
+                    (_, Kind::Dev(_)) => ENODEV,
+                    // tmpfs's genfs_enoioctl answers EPASSTHROUGH, and
+                    // NetBSD hands that (-4) back to the caller.
+                    (FsType::Tmpfs, _) => EPASSTHROUGH,
+                    (FsType::Rumpfs, _) => Errno::EOPNOTSUPP,
+                }),
+            },
             _ => Err(Errno::EINVAL),
         }
     }

@@ -299,3 +299,58 @@ fn f_setfl_where_the_object_refuses() {
     let (pr, _) = t.pipe();
     assert_eq!(setfl(pr as u64, oflag::O_NONBLOCK), Ok([0, 0]));
 }
+
+#[test]
+fn fcntl_closem_maxfd_nosigpipe_owner_and_locks() {
+    let t = T::new();
+    let f = |fd: i64, cmd: u32, arg: i64| {
+        t.call(sys::FCNTL, &[fd as u64, cmd.into(), arg as u64])
+            .map(|r| r[0])
+    };
+    // F_MAXFD: the highest open descriptor; the fd slot is not looked at.
+    assert_eq!(f(99, 11, 0), Ok(2));
+    let fds: Vec<i32> = (0..4)
+        .map(|_| t.open("/dev/null", oflag::O_RDONLY, 0).unwrap())
+        .collect();
+    assert_eq!(f(-1, 11, 0), Ok(6));
+    // F_CLOSEM closes from fd up, fd open or not.
+    assert_eq!(f(fds[1] as i64, 10, 0), Ok(0));
+    assert_eq!(t.fds(), [0, 1, 2, 3]);
+    assert_eq!(f(77, 10, 0), Ok(0));
+    assert_eq!(f(-1, 10, 0), Err(Errno::EBADF));
+    // F_GETNOSIGPIPE / F_SETNOSIGPIPE: the O_NOSIGPIPE status flag.
+    let (r, w) = t.pipe();
+    assert_eq!(f(w.into(), 13, 0), Ok(0));
+    assert_eq!(f(w.into(), 14, 5), Ok(0));
+    assert_eq!(f(w.into(), 13, 0), Ok(1));
+    assert_eq!(f(w.into(), fcntl::F_GETFL, 0), Ok(0x100_0001));
+    t.ok(sys::CLOSE, &[r as u64]);
+    assert_eq!(t.write(w, b"x"), Err(Errno::EPIPE));
+    assert!(t.port.raised().is_empty(), "no SIGPIPE");
+    assert_eq!(f(w.into(), 14, 0), Ok(0));
+    assert_eq!(t.write(w, b"x"), Err(Errno::EPIPE));
+    assert_eq!(t.port.raised().len(), 1);
+    // F_GETOWN / F_SETOWN: a pipe keeps an existing pid.
+    let (r, _w) = t.pipe();
+    assert_eq!(f(r.into(), 5, 0), Ok(0));
+    assert_eq!(f(r.into(), 6, 2), Ok(0));
+    assert_eq!(f(r.into(), 5, 0), Ok(2));
+    assert_eq!(f(r.into(), 6, 9999), Err(Errno::ESRCH));
+    assert_eq!(f(r.into(), 6, -2), Err(Errno::EINVAL));
+    // Others answer as their ioctls do.
+    assert_eq!(f(1, 5, 0), Err(Errno::ENOTTY), "the console");
+    let null = t.open("/dev/null", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(f(null.into(), 6, 2), Err(Errno(19)), "a device: ENODEV");
+    let root = t.open("/", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(f(root.into(), 5, 0), Err(Errno::EOPNOTSUPP), "rumpfs");
+    let tmp = t.open("/tmp", oflag::O_RDONLY, 0).unwrap();
+    assert_eq!(f(tmp.into(), 5, 0), Err(Errno(-4)), "tmpfs: EPASSTHROUGH");
+    // Record locks: the flock is read first, then the descriptor; not
+    // modelled beyond that.
+    let fl = t.port.alloc_zeroed(24);
+    assert_eq!(f(tmp.into(), 7, 0x10), Err(Errno::EFAULT));
+    assert_eq!(f(99, 8, fl as i64), Err(Errno::EBADF));
+    assert_eq!(f(tmp.into(), 8, fl as i64), Err(Errno::EINVAL));
+    // F_DUPFD keeps the low 32 bits of its argument.
+    assert_eq!(f(tmp.into(), fcntl::F_DUPFD, (1 << 32) + 50), Ok(50));
+}
