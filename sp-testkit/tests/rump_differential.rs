@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // NetBSD numbers of calls that sp-proto does not name.
 use sp_testkit::model::num::{CHMOD, FCHMOD, LINK, MOUNT, READLINK, SYMLINK, TRUNCATE, UTIMES};
@@ -60,13 +60,10 @@ impl Stock {
             url,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "rump_server made no socket");
-            // tidy:allow-sleep: polls for the stock server's socket (a
-            // process of its own, no event to wait on) under a deadline
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            sp_testkit::peers::wait_for(Duration::from_secs(30), || sock.exists()),
+            "rump_server made no socket"
+        );
         stock
     }
 }
