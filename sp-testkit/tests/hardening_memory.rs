@@ -148,7 +148,12 @@ fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
             round <= last_round,
             "hog {i} dropped in round {round} (bound: round {last_round})"
         );
-        assert_eq!(s.server.stats().dropped, dropped_before + 1);
+        // The hog may see its socket closed before the loop counts the drop.
+        assert!(
+            wait_for(WAIT, || s.server.stats().dropped == dropped_before + 1),
+            "hog {i} counted as dropped once: {:?}",
+            s.server.stats()
+        );
         assert_eq!(
             bystander
                 .syscall(100 + i as u64, sys::GETPID, &[])
