@@ -50,6 +50,7 @@ use crate::error::{CopyKind, DisconnectReason, Error, HandshakeError, ProtocolEr
 use crate::transport::{self, Stream};
 use crate::{host_signal, Options};
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use sp_proto::ext::{Features, Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{
     Banner, BannerError, BodyError, Class, Cookie, Deframer, Encoded, Errno, ErrorCode, Frame,
     Handshake, Message, MsgType, MAX_BANNER,
@@ -57,7 +58,7 @@ use sp_proto::{
 use std::collections::HashMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +89,8 @@ pub(crate) enum Reply {
         retval: [i64; 2],
     },
     Prefork(Cookie),
+    /// The answer to EXT_HELLO.
+    ExtHello(Hello),
     Error(ErrorCode),
     /// A response of a type the client never asks for.
     Other(MsgType),
@@ -104,6 +107,7 @@ impl Reply {
             Reply::Handshake(_) => unexpected(expected, MsgType::HANDSHAKE),
             Reply::Syscall { .. } => unexpected(expected, MsgType::SYSCALL),
             Reply::Prefork(_) => unexpected(expected, MsgType::PREFORK),
+            Reply::ExtHello(_) => unexpected(expected, MsgType::EXT_HELLO),
             Reply::Other(t) => unexpected(expected, t),
         }
     }
@@ -142,25 +146,53 @@ pub(crate) struct Conn {
     state: Mutex<State>,
     cond: Condvar,
     reader: Mutex<Deframer>,
+    /// What the server agreed to on EXT_HELLO (nothing: a stock server,
+    /// or the probe not sent).
+    ext: AtomicU32,
+    /// The server's frame limit and segment budget per call, from its
+    /// EXT_HELLO answer.
+    ext_max_frame: AtomicU64,
+    ext_max_segs: AtomicU64,
 }
 
 /// Writes a whole frame: head and payload with vectored writes, retrying
 /// short writes.
 pub(crate) fn write_frame<W: Write>(w: &mut W, e: &Encoded<'_>) -> io::Result<()> {
-    let (head, payload) = (e.head(), e.payload);
-    let total = head.len() + payload.len();
-    let mut done = 0;
-    while done < total {
-        let r = if done < head.len() {
-            w.write_vectored(&[IoSlice::new(&head[done..]), IoSlice::new(payload)])
+    write_parts(w, &[e.head(), e.payload])
+}
+
+/// Writes `parts` one after the other, vectored, retrying short writes.
+pub(crate) fn write_parts<W: Write>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
+    // Where the unwritten bytes start: part index and offset in it.
+    let (mut i, mut off) = (0, 0);
+    while i < parts.len() {
+        let first = &parts[i][off..];
+        let r = if i + 1 == parts.len() {
+            w.write(first)
         } else {
-            w.write(&payload[done - head.len()..])
+            let mut bufs = Vec::with_capacity(parts.len() - i);
+            bufs.push(IoSlice::new(first));
+            bufs.extend(parts[i + 1..].iter().map(|p| IoSlice::new(p)));
+            w.write_vectored(&bufs)
         };
-        match r {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        let mut n = match r {
+            Ok(0) if parts[i..].iter().any(|p| !p.is_empty()) => {
+                return Err(io::ErrorKind::WriteZero.into())
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        // Step over what was written (and over empty parts).
+        while i < parts.len() {
+            let left = parts[i].len() - off;
+            if n < left {
+                off += n;
+                break;
+            }
+            n -= left;
+            i += 1;
+            off = 0;
         }
     }
     Ok(())
@@ -213,6 +245,9 @@ impl Conn {
             }),
             cond: Condvar::new(),
             reader: Mutex::new(dec),
+            ext: AtomicU32::new(0),
+            ext_max_frame: AtomicU64::new(0),
+            ext_max_segs: AtomicU64::new(0),
         });
         let hs_body;
         let hs = match start {
@@ -253,6 +288,13 @@ impl Conn {
                 }
                 (e, _) => e,
             })?;
+        if let Reply::Handshake(0) = reply {
+            if conn.shared.opts.extensions {
+                // Within the connect timeout still: a server that never
+                // answers fails the connect rather than hanging it.
+                conn.negotiate()?;
+            }
+        }
         if timeout.is_some() {
             transport::set_read_timeout(&conn.stream, None)?;
         }
@@ -296,10 +338,119 @@ impl Conn {
         self.cond.notify_all();
     }
 
+    /// Sends EXT_HELLO and keeps what the server agreed to. A stock
+    /// server answers ERROR MALFORMED_REQUEST: the extension stays off and
+    /// every later frame is what a stock client sends.
+    fn negotiate(&self) -> Result<(), Error> {
+        let hello = Hello {
+            version: EXT_VERSION,
+            features: Features::ALL,
+            max_frame: self.shared.opts.max_frame,
+            max_segment_bytes: 0,
+        };
+        let reply = self.send_request(Some(PROBE_REQNO), |reqno| {
+            let m = Message::ExtHello { reqno, hello };
+            let e = m.encode();
+            write_frame(&mut &self.stream, &e)
+        })?;
+        match reply {
+            Reply::ExtHello(theirs) => {
+                let agreed = theirs.features.intersect(Features::ALL);
+                tracing::debug!(
+                    "server speaks extension version {} with {agreed:?}",
+                    theirs.version
+                );
+                self.ext_max_frame
+                    .store(theirs.max_frame, Ordering::Relaxed);
+                self.ext_max_segs
+                    .store(theirs.max_segment_bytes, Ordering::Relaxed);
+                self.ext.store(agreed.0, Ordering::Release);
+            }
+            Reply::Error(code) => {
+                tracing::debug!("server does not speak the extension ({code})");
+            }
+            other => {
+                tracing::warn!("unexpected answer to EXT_HELLO ({other:?}); extension off");
+            }
+        }
+        Ok(())
+    }
+
+    /// The extension features the server agreed to.
+    pub(crate) fn features(&self) -> Features {
+        Features(self.ext.load(Ordering::Acquire))
+    }
+
+    /// The segments a call may carry: its read-only buffers (`Buf::In`,
+    /// strings), in order, as many as fit the server's limits; `None` if
+    /// the extension is off or nothing would be carried.
+    pub(crate) fn segments_for<'b>(
+        &self,
+        args_len: usize,
+        bufs: &'b [crate::Buf<'_>],
+    ) -> Option<Vec<(u64, &'b [u8])>> {
+        if !self.features().contains(Features::SEGMENTS) {
+            return None;
+        }
+        let max_frame = self.ext_max_frame.load(Ordering::Relaxed);
+        let max_segs = self.ext_max_segs.load(Ordering::Relaxed);
+        let mut frame = sp_proto::ext::seg_frame_len(args_len, []);
+        let mut data = 0u64;
+        let mut out = Vec::new();
+        for b in bufs
+            .iter()
+            .filter(|b| b.readable() && !b.writable() && !b.is_empty())
+        {
+            let len = b.len() as u64;
+            let more = len + sp_proto::ext::DESC_LEN as u64;
+            if out.len() == sp_proto::ext::MAX_SEGMENTS
+                || frame + more > max_frame
+                || data + len > max_segs
+            {
+                continue;
+            }
+            frame += more;
+            data += len;
+            out.push((b.addr(), b.bytes()));
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Sends a SYSCALL_SEG (the segments' bytes written straight from the
+    /// caller's buffers) and waits for the response.
+    pub(crate) fn request_seg(
+        &self,
+        sysnum: u32,
+        args: &[u8],
+        segs: &[(u64, &[u8])],
+    ) -> Result<Reply, Error> {
+        self.send_request(None, |reqno| {
+            let f = SegFrame::new(reqno, sysnum, args, segs)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(segs.len() + 2);
+            parts.push(f.head());
+            parts.extend(segs.iter().map(|s| s.1));
+            parts.push(f.tail());
+            write_parts(&mut &self.stream, &parts)
+        })
+    }
+
     /// Sends a request built from its reqno and waits for the response.
     pub(crate) fn request<'m>(
         &self,
         build: impl FnOnce(u64) -> Message<'m>,
+    ) -> Result<Reply, Error> {
+        self.send_request(None, |reqno| {
+            write_frame(&mut &self.stream, &build(reqno).encode())
+        })
+    }
+
+    /// Takes a reqno (the next one, or `fixed`), writes the request with
+    /// `write` under the write lock, and waits for the response.
+    fn send_request(
+        &self,
+        fixed: Option<u64>,
+        write: impl FnOnce(u64) -> io::Result<()>,
     ) -> Result<Reply, Error> {
         let reqno = {
             let _w = self.write.lock();
@@ -308,12 +459,18 @@ impl Conn {
                 if let Some(r) = &st.dead {
                     return Err(Error::Disconnected(r.clone()));
                 }
-                let r = st.next_reqno;
-                st.next_reqno = r.wrapping_add(1);
+                let r = match fixed {
+                    Some(r) => r,
+                    None => {
+                        let r = st.next_reqno;
+                        st.next_reqno = r.wrapping_add(1);
+                        r
+                    }
+                };
                 st.slots.insert(r, Slot::Pending);
                 r
             };
-            if let Err(e) = write_frame(&mut &self.stream, &build(reqno).encode()) {
+            if let Err(e) = write(reqno) {
                 let mut st = self.state.lock();
                 st.slots.remove(&reqno);
                 let reason = DisconnectReason::from_io(&e);
@@ -407,6 +564,7 @@ impl Conn {
                         Reply::Syscall { error, retval }
                     }
                     Ok(Message::PreforkResp { cookie, .. }) => Reply::Prefork(cookie),
+                    Ok(Message::ExtHelloResp { hello, .. }) => Reply::ExtHello(hello),
                     Ok(Message::Error { code, .. }) => Reply::Error(code),
                     Ok(_) => Reply::Other(h.typ()),
                     Err(e) => Reply::Malformed(e),
@@ -621,5 +779,77 @@ fn read_banner(
             }
             Err(e) => return Err(Error::Banner(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::write_parts;
+    use std::io::{self, IoSlice, Write};
+
+    /// Takes at most `step` bytes a call, vectored or not; interrupted
+    /// every other call.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(b)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut left = self.step;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.out.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Ok(self.step - left)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn parts_go_out_whole_and_in_order_whatever_the_writer_takes() {
+        let parts: [&[u8]; 5] = [b"head", b"", b"0123456789", b"", b"tail!"];
+        let want = parts.concat();
+        for step in 1..=want.len() + 1 {
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+                calls: 0,
+            };
+            write_parts(&mut w, &parts).unwrap();
+            assert_eq!(w.out, want, "step {step}");
+        }
+        let mut w = Trickle {
+            out: Vec::new(),
+            step: 3,
+            calls: 0,
+        };
+        write_parts(&mut w, &[]).unwrap();
+        write_parts(&mut w, &[b"", b""]).unwrap();
+        assert!(w.out.is_empty());
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error() {
+        let mut w = Trickle {
+            out: Vec::new(),
+            step: 0,
+            calls: 0,
+        };
+        let e = write_parts(&mut w, &[b"x"]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
     }
 }

@@ -127,6 +127,7 @@ pub use file::{RemoteFile, IO_CHUNK};
 pub use fuzz::fuzz_server_bytes;
 pub use memory::Mapping;
 pub use process::{ForkResult, EXECFD_VAR};
+pub use sp_proto::ext::Features;
 pub use sp_proto::{
     Banner, BannerError, BodyError, Cookie, DecodeError, Errno, ErrorCode, MsgType,
 };
@@ -209,6 +210,13 @@ pub struct Options {
     /// zero duration counts as 1 ms. Running out is an [`Error::Connect`]
     /// of kind [`std::io::ErrorKind::TimedOut`].
     pub connect_timeout: Option<Duration>,
+    /// Whether to ask the server for the extension (`docs/extension.md`)
+    /// after each handshake (default true): one EXT_HELLO round trip per
+    /// connection. A server that speaks it then gets the bytes of the
+    /// buffers a call reads with the call, saving a round trip per copy;
+    /// a stock server answers ERROR MALFORMED_REQUEST and everything after
+    /// is byte for byte what the C client sends. False: no probe at all.
+    pub extensions: bool,
 }
 
 impl Default for Options {
@@ -221,6 +229,7 @@ impl Default for Options {
             max_frame: DEFAULT_MAX_FRAME,
             max_anonmmap: 1 << 30,
             connect_timeout: None,
+            extensions: true,
         }
     }
 }
@@ -238,6 +247,7 @@ impl fmt::Debug for Options {
             .field("max_frame", &self.max_frame)
             .field("max_anonmmap", &self.max_anonmmap)
             .field("connect_timeout", &self.connect_timeout)
+            .field("extensions", &self.extensions)
             .finish()
     }
 }
@@ -287,6 +297,12 @@ impl Options {
     /// Sets [`Options::connect_timeout`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`Options::extensions`].
+    pub fn extensions(mut self, on: bool) -> Self {
+        self.extensions = on;
         self
     }
 
@@ -478,6 +494,13 @@ impl Client {
         self.disconnect_reason().is_none()
     }
 
+    /// The extension features the server agreed to on the current
+    /// connection ([`Features::NONE`] for a stock server, or with
+    /// [`Options::extensions`] off).
+    pub fn extension_features(&self) -> Features {
+        self.conn.read().features()
+    }
+
     /// Number of requests (calls, handshakes, preforks) now waiting for
     /// the server's answer on the current connection.
     pub fn in_flight(&self) -> usize {
@@ -612,11 +635,24 @@ impl Client {
         let conn = self.conn()?;
         let block = arg_block(args);
         let token = self.shared.mem.register(bufs);
-        let res = conn.request(|reqno| Message::Syscall {
-            reqno,
-            sysnum,
-            args: &block,
-        });
+        let plain = || {
+            conn.request(|reqno| Message::Syscall {
+                reqno,
+                sysnum,
+                args: &block,
+            })
+        };
+        // With the extension, the bytes the call reads go with it; a
+        // server that declines them (TRYAGAIN: the call did not run) gets
+        // the plain call. The buffers stay registered either way, for a
+        // server that asks anyway.
+        let res = match conn.segments_for(block.len(), bufs) {
+            Some(segs) => match conn.request_seg(sysnum, &block, &segs) {
+                Ok(Reply::Error(ErrorCode::TRYAGAIN)) => plain(),
+                other => other,
+            },
+            None => plain(),
+        };
         let dropped = self.shared.mem.finish(token, bufs);
         match res? {
             Reply::Syscall { error: 0, retval } => match dropped {

@@ -218,7 +218,17 @@ fn serve_getpid_tcp(s: TcpStream) {
     let (r, _) = next(&mut s).unwrap();
     s.write_all(&Message::HandshakeResp { reqno: r, error: 0 }.to_vec())
         .unwrap();
-    let (r, _) = next(&mut s).unwrap();
+    let (mut r, mut t) = next(&mut s).unwrap();
+    if t == sp_proto::MsgType::EXT_HELLO.0 {
+        // Answered as the C server answers a type it does not know.
+        let e = Message::Error {
+            reqno: r,
+            code: sp_proto::ErrorCode::MALFORMED_REQUEST,
+        };
+        s.write_all(&e.to_vec()).unwrap();
+        (r, t) = next(&mut s).unwrap();
+    }
+    assert_eq!(t, sp_proto::MsgType::SYSCALL.0);
     s.write_all(
         &Message::SyscallResp {
             reqno: r,

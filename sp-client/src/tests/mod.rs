@@ -32,10 +32,14 @@ pub(crate) fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The server's end of a connection.
+/// The server's end of a connection. Like the C server, it answers the
+/// client's EXT_HELLO probe with ERROR MALFORMED_REQUEST (a request type
+/// it does not know) by itself, so scripts see exactly the frames a stock
+/// client sends; `probes` counts the probes answered.
 pub(crate) struct Peer {
     pub(crate) s: UnixStream,
     dec: Deframer,
+    pub(crate) probes: usize,
 }
 
 impl Peer {
@@ -43,6 +47,7 @@ impl Peer {
         Peer {
             s,
             dec: Deframer::new(DEFAULT_MAX_FRAME),
+            probes: 0,
         }
     }
 
@@ -50,8 +55,49 @@ impl Peer {
         (&self.s).write_all(b).unwrap();
     }
 
-    /// The next whole frame's bytes, `None` at EOF.
+    /// The next whole frame's bytes, `None` at EOF; an EXT_HELLO probe is
+    /// answered as the C server answers it, and skipped.
     pub(crate) fn raw(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let v = self.raw_unfiltered()?;
+            let h = Header::read(&v).unwrap();
+            if h.class() == sp_proto::Class::REQ && h.typ() == sp_proto::MsgType::EXT_HELLO {
+                self.probes += 1;
+                self.send(Message::Error {
+                    reqno: h.reqno(),
+                    code: sp_proto::ErrorCode::MALFORMED_REQUEST,
+                });
+                continue;
+            }
+            return Some(v);
+        }
+    }
+
+    /// Reads the client's EXT_HELLO probe and answers it as the C server
+    /// does (ERROR MALFORMED_REQUEST with its reqno).
+    pub(crate) fn stock_probe(&mut self) {
+        let v = self
+            .raw_unfiltered()
+            .expect("the client closed instead of probing");
+        let m = sp_proto::Frame::parse(&v, DEFAULT_MAX_FRAME)
+            .unwrap()
+            .unwrap()
+            .0;
+        match m.message().unwrap() {
+            Message::ExtHello { reqno, .. } => {
+                assert_eq!(reqno, sp_proto::ext::PROBE_REQNO);
+                self.probes += 1;
+                self.send(Message::Error {
+                    reqno,
+                    code: sp_proto::ErrorCode::MALFORMED_REQUEST,
+                });
+            }
+            m => panic!("expected the EXT_HELLO probe, got {m:?}"),
+        }
+    }
+
+    /// The next whole frame's bytes, probes included; `None` at EOF.
+    pub(crate) fn raw_unfiltered(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Some(f) = self.dec.next_frame().unwrap() {
                 let mut v = f.header.to_bytes().to_vec();
@@ -163,8 +209,12 @@ pub(crate) fn guest_with(
     opts: Options,
     script: impl FnOnce(&mut Peer) + Send + 'static,
 ) -> (Client, JoinHandle<()>) {
+    let probe = opts.extensions;
     let (c, h) = start(opts, move |mut p| {
         p.guest();
+        if probe {
+            p.stock_probe();
+        }
         script(&mut p);
     });
     (c.unwrap(), h)

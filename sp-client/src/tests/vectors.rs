@@ -112,12 +112,25 @@ fn fuzz_body_survives_the_captures_and_their_mutations() {
 /// Replays the server side of `name`, learning how the capture's client
 /// addresses map to this client's from the frames it sends, and substituting
 /// them in what the server sends back.
+///
+/// The client asks for the extension after each handshake (the capture's
+/// C client never does): the peer answers that EXT_HELLO as the C server
+/// answers any request type it does not know, ERROR MALFORMED_REQUEST, and
+/// every frame after it must still be the C client's, byte for byte. The
+/// probes answered on each connection are checked against the handshakes
+/// of the capture (one probe after each).
 fn replay(name: &'static str, client: impl FnOnce(&str)) {
+    replay_with(name, true, client)
+}
+
+/// [`replay`] with the client's extension probe expected (`probes`) or not.
+fn replay_with(name: &'static str, probes: bool, client: impl FnOnce(&str)) {
     let l = listener();
     let url = l.url.clone();
     let h = std::thread::spawn(move || {
         let mut peers: HashMap<u64, Peer> = HashMap::new();
         let mut addr: HashMap<u64, u64> = HashMap::new();
+        let mut handshakes: HashMap<u64, usize> = HashMap::new();
         for (i, u) in load(name).into_iter().enumerate() {
             let p = peers.entry(u.conn).or_insert_with(|| l.accept());
             if u.s2c {
@@ -136,6 +149,16 @@ fn replay(name: &'static str, client: impl FnOnce(&str)) {
                     .raw()
                     .unwrap_or_else(|| panic!("{name} line {i}: the client closed"));
                 let want = &u.bytes;
+                let h = sp_proto::Header::read(want).unwrap();
+                if h.typ() == MsgType::HANDSHAKE {
+                    // A probe follows every handshake but a fork cancel,
+                    // which is not answered.
+                    let cancel = h.handshake() == sp_proto::HandshakeKind::FORK
+                        && want[HEADER_LEN + 16..].iter().any(|&b| b != 0);
+                    if !cancel {
+                        *handshakes.entry(u.conn).or_default() += 1;
+                    }
+                }
                 assert_eq!(got.len(), want.len(), "{name} line {i}: frame length");
                 assert_eq!(
                     &got[..HEADER_LEN],
@@ -162,9 +185,32 @@ fn replay(name: &'static str, client: impl FnOnce(&str)) {
                 }
             }
         }
+        for (conn, p) in &peers {
+            let want = if probes { handshakes[conn] } else { 0 };
+            assert_eq!(p.probes, want, "{name} connection {conn}: probes answered");
+        }
     });
     client(&url);
     h.join().unwrap();
+}
+
+#[test]
+fn replay_without_the_probe() {
+    // Extensions off: not even the probe; the frames are the C client's.
+    for name in ["getpid.jsonl", "write.jsonl", "open.jsonl"] {
+        replay_with(name, false, |url| {
+            let c = Client::connect_with(url, opts().extensions(false)).unwrap();
+            assert_eq!(c.extension_features(), crate::Features::NONE);
+            match name {
+                "getpid.jsonl" => assert_eq!(c.getpid(), Ok((2, 0))),
+                "write.jsonl" => assert_eq!(c.write(1, b"hello"), Ok(5)),
+                _ => {
+                    assert_eq!(c.open("/ok", 0, 0), Ok(3));
+                    assert_eq!(c.open("/missing", 0, 0), Err(Errno::ENOENT));
+                }
+            }
+        });
+    }
 }
 
 #[test]
@@ -179,6 +225,9 @@ fn replay_getpid() {
 fn replay_write() {
     replay("write.jsonl", |url| {
         let c = Client::connect_with(url, opts()).unwrap();
+        // The stock server refused the probe: no segments, a plain SYSCALL
+        // and the COPYIN round trip, as the C client has it.
+        assert_eq!(c.extension_features(), crate::Features::NONE);
         assert_eq!(c.write(1, b"hello"), Ok(5));
     });
 }
