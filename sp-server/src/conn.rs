@@ -232,11 +232,17 @@ impl Conn {
         }
         let mut written = 0;
         if st.queue.is_empty() && !st.streaming {
-            match self.write_some(head, payload, &mut written) {
-                Ok(()) => {}
-                Err(why) => return self.fail_send(&mut st, &why),
+            if !wait {
+                match self.write_some(head, payload, &mut written) {
+                    Ok(()) => {}
+                    Err(why) => return self.fail_send(&mut st, &why),
+                }
             }
             if written < total && wait {
+                // Written with the lock released: a worker whose send(2)
+                // wakes its client on the same CPU is preempted right
+                // there, and must not hold up every other sender (they
+                // would spin on the lock) until it runs again.
                 st.streaming = true;
                 drop(st);
                 let res = self.stream_rest(head, payload, &mut written);
