@@ -525,7 +525,15 @@ pub(crate) struct ConnPort {
     /// worker's may; the event loop's, and a port kept by the kernel,
     /// which may be used from any thread, may not).
     may_wait: bool,
+    /// The call's small copyouts not written yet, as whole frames: they go
+    /// out with its answer in one write (one wakeup of the client instead
+    /// of two), or before anything else the call sends.
+    held: Mutex<Vec<u8>>,
 }
+
+/// Most bytes of copyout frames a call holds back to send with its answer;
+/// a larger copyout is written at once, from the kernel's buffer.
+const HOLD_MAX: usize = 64 << 10;
 
 impl ConnPort {
     /// The connection's port, tied to no call (for the kernel to keep).
@@ -535,6 +543,7 @@ impl ConnPort {
             segs: None,
             call: None,
             may_wait: false,
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -546,6 +555,7 @@ impl ConnPort {
             segs: None,
             call: Some((reqno, AtomicBool::new(false))),
             may_wait,
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -556,18 +566,48 @@ impl ConnPort {
     }
 
     fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
-        if self.may_wait {
-            self.conn.send_waiting(msg)
-        } else {
-            self.conn.send(msg)
-        }
+        self.release()?;
+        let enc = msg.encode();
+        self.conn.send_parts(enc.head(), enc.payload, self.may_wait)
     }
 
-    /// Sends the call's answer unless [`ClientPort::answer_now`] did.
+    /// Writes the copyouts held back, if any: before anything else the
+    /// call sends, so the client sees its frames in the kernel's order.
+    fn release(&self) -> Result<(), Errno> {
+        let held = std::mem::take(&mut *self.held.lock());
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.conn.send_parts(&held, &[], self.may_wait)
+    }
+
+    /// Holds a copyout frame back to go with the answer, if this port
+    /// serves a call and there is room; false if it must be sent now.
+    fn hold(&self, msg: &Message<'_>) -> bool {
+        if self.call.is_none() {
+            return false;
+        }
+        let mut held = self.held.lock();
+        if held.len() + msg.encoded_len() > HOLD_MAX {
+            return false;
+        }
+        msg.encode_into(&mut held);
+        true
+    }
+
+    /// Sends the call's answer unless [`ClientPort::answer_now`] did, in
+    /// one write with the copyouts held back.
     pub(crate) fn answer(&self, res: SysResult) {
         if let Some((reqno, answered)) = &self.call {
             if !answered.swap(true, Ordering::AcqRel) {
-                let _ = self.send(&syscall_answer(*reqno, res));
+                let msg = syscall_answer(*reqno, res);
+                let mut held = std::mem::take(&mut *self.held.lock());
+                if held.is_empty() {
+                    let _ = self.send(&msg);
+                } else {
+                    msg.encode_into(&mut held);
+                    let _ = self.conn.send_parts(&held, &[], self.may_wait);
+                }
             }
         }
     }
@@ -653,6 +693,7 @@ impl ClientPort for ConnPort {
             return Ok(v);
         }
         let want = len as u64;
+        self.release().map_err(|_| Errno::EFAULT)?;
         let data = self
             .conn
             .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
@@ -673,6 +714,7 @@ impl ClientPort for ConnPort {
             return r;
         }
         let len = maxlen as u64;
+        self.release().map_err(|_| Errno::EFAULT)?;
         let mut data = self
             .conn
             .request(WaitKind::Copyin, |reqno| Message::CopyinReq {
@@ -702,13 +744,16 @@ impl ClientPort for ConnPort {
             s.wrote(addr, data.len());
         }
         let reqno = self.conn.next();
-        self.send(&Message::Copyout {
+        let msg = Message::Copyout {
             reqno,
             string: false,
             addr,
             data,
-        })
-        .map_err(|_| Errno::EFAULT)
+        };
+        if self.hold(&msg) {
+            return Ok(());
+        }
+        self.send(&msg).map_err(|_| Errno::EFAULT)
     }
 
     fn copyoutstr(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
@@ -719,6 +764,7 @@ impl ClientPort for ConnPort {
     fn anonmmap(&self, size: u64) -> Result<u64, Errno> {
         // A failed request is EFAULT, a client that could not map ENOMEM,
         // as in the reference.
+        self.release().map_err(|_| Errno::EFAULT)?;
         let data = self
             .conn
             .request(WaitKind::Anonmmap, |reqno| Message::AnonmmapReq {
@@ -735,6 +781,14 @@ impl ClientPort for ConnPort {
     fn raise(&self, signo: u32) -> Result<(), Errno> {
         if self.conn.is_dead() {
             return Err(Errno::ESRCH);
+        }
+        // Never waits, even on a worker: a signal may be raised from any
+        // thread (kill from another process).
+        let held = std::mem::take(&mut *self.held.lock());
+        if !held.is_empty() {
+            self.conn
+                .send_parts(&held, &[], false)
+                .map_err(|_| Errno::ESRCH)?;
         }
         self.conn
             .send(&Message::Raise { reqno: 0, signo })
