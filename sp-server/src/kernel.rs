@@ -6,6 +6,7 @@
 //! server's is held while a kernel method runs, and a port method that waits
 //! for the client holds none either.
 
+use crate::segments::Segments;
 use sp_proto::abi::{Errno, SysResult};
 use std::sync::Arc;
 
@@ -148,6 +149,47 @@ pub trait Kernel: Send + Sync + 'static {
     fn runs_inline(&self, sysnum: u32) -> bool {
         let _ = sysnum;
         false
+    }
+
+    /// [`Kernel::runs_inline`] for a call whose request carried the bytes
+    /// of buffers it reads (SYSCALL_SEG, `docs/extension.md`): whether
+    /// this call of `proc`, with argument block `args`, never blocks and
+    /// makes no copyin or copyinstr outside `carried`, so it needs nothing
+    /// from the client (copyout and raise are fine). The server then runs
+    /// it on the event-loop thread with no hand-off to a worker: one round
+    /// trip, as fast as the loop can answer. A copy outside `carried`
+    /// gets `EFAULT`. The default, `false`, is always correct.
+    fn runs_inline_with(
+        &self,
+        proc: ProcId,
+        sysnum: u32,
+        args: &[u8],
+        carried: &Carried<'_>,
+    ) -> bool {
+        let _ = (proc, sysnum, args, carried);
+        false
+    }
+}
+
+/// The bytes a SYSCALL_SEG request carried, as
+/// [`Kernel::runs_inline_with`] sees them: which client ranges the call's
+/// port serves without asking the client.
+pub struct Carried<'a> {
+    pub(crate) segs: &'a Segments,
+}
+
+impl Carried<'_> {
+    /// Whether one carried segment holds `[addr, addr + len)`: a copyin of
+    /// it is served at once.
+    pub fn holds(&self, addr: u64, len: u64) -> bool {
+        self.segs.holds(addr, len)
+    }
+
+    /// Whether one carried segment holds a string at `addr` with its NUL
+    /// within `maxlen` bytes (or `maxlen` bytes without one): a copyinstr
+    /// of it is answered at once.
+    pub fn holds_str(&self, addr: u64, maxlen: usize) -> bool {
+        self.segs.copyinstr(addr, maxlen).is_some()
     }
 }
 

@@ -31,7 +31,7 @@ mod segments;
 mod server;
 
 pub use config::{Config, IpNet};
-pub use kernel::{Args, ClientPort, Kernel, Port, ProcId};
+pub use kernel::{Args, Carried, ClientPort, Kernel, Port, ProcId};
 pub use pool::PoolStats;
 pub use server::{RunningServer, Server, ServerError, ServerHandle, Stats};
 /// The errno type and call result the [`Kernel`] trait speaks (NetBSD's

@@ -72,6 +72,20 @@ impl Segments {
         Ok((args, segs))
     }
 
+    /// Whether a live segment holds `[addr, addr + len)`.
+    pub(crate) fn holds(&self, addr: u64, len: u64) -> bool {
+        let Ok(len) = usize::try_from(len) else {
+            return false;
+        };
+        len > 0
+            && self
+                .inner
+                .lock()
+                .descs
+                .iter()
+                .any(|d| d.offset_of(addr, len).is_some())
+    }
+
     /// Fills `buf` from the segment holding `[addr, addr + buf.len())`;
     /// false if none does.
     pub(crate) fn copyin(&self, addr: u64, buf: &mut [u8]) -> bool {

@@ -910,7 +910,11 @@ impl Ctx {
                 return Next::Continue;
             }
         };
-        self.dispatch(conn, proc, reqno, h.sysnum(), args, Some(segs), size);
+        let sysnum = h.sysnum();
+        let carried = crate::kernel::Carried { segs: &segs };
+        let inline = self.kernel.runs_inline(sysnum)
+            || self.kernel.runs_inline_with(proc, sysnum, &args, &carried);
+        self.dispatch(conn, proc, reqno, sysnum, args, Some(segs), size, inline);
         Next::Continue
     }
 
@@ -969,12 +973,12 @@ impl Ctx {
             port.answer(res);
             return;
         }
-        self.dispatch(conn, proc, reqno, sysnum, args.to_vec(), None, 0);
+        self.dispatch(conn, proc, reqno, sysnum, args.to_vec(), None, 0, false);
     }
 
-    /// Runs a call on a worker (or inline, if the kernel says it may),
-    /// with the segments its request carried; `seg_held` bytes of the
-    /// client's segment budget are given back when it returns.
+    /// Runs a call on a worker, or on the loop (`inline`: the kernel said
+    /// it may), with the segments its request carried; `seg_held` bytes of
+    /// the client's segment budget are given back when it returns.
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
@@ -985,8 +989,9 @@ impl Ctx {
         args: Vec<u8>,
         segs: Option<Segments>,
         seg_held: usize,
+        inline: bool,
     ) {
-        if segs.is_some() && self.kernel.runs_inline(sysnum) {
+        if inline {
             let port = ConnPort::for_call(conn.clone(), reqno, false).with_segments(segs);
             let res = guarded_syscall(&*self.kernel, proc, sysnum, &args, &InlinePort(&port));
             conn.seg_bytes.fetch_sub(seg_held, Ordering::AcqRel);
