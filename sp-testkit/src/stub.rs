@@ -19,14 +19,15 @@
 //! The stub ignores descriptors altogether. One guard of ours: read and
 //! write refuse `n` above [`MAX_IO`] with `EINVAL` instead of allocating
 //! whatever a client names. getpid runs inline (on the server's event
-//! loop, see [`Kernel::runs_inline`]).
+//! loop, see [`Kernel::runs_inline`]), and so do write and open when their
+//! request carried the bytes they read ([`Kernel::runs_inline_with`]).
 
 #![forbid(unsafe_code)]
 
 use parking_lot::Mutex;
 use sp_proto::abi::{sys, Errno, SysResult};
 use sp_proto::comm_name;
-use sp_server::{Args, ClientPort, Kernel, Port, ProcId};
+use sp_server::{Args, Carried, ClientPort, Kernel, Port, ProcId};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -211,6 +212,20 @@ impl Kernel for StubKernel {
     /// event loop, with no hand-off to a worker.
     fn runs_inline(&self, sysnum: u32) -> bool {
         sysnum == sys::GETPID
+    }
+
+    /// write and open, when their request carried the bytes they read
+    /// (the extension): nothing to wait for, so inline too.
+    fn runs_inline_with(&self, _: ProcId, sysnum: u32, args: &[u8], carried: &Carried<'_>) -> bool {
+        let a = Args(args);
+        match sysnum {
+            sys::WRITE => match (a.u64(1), a.u64(2)) {
+                (Ok(buf), Ok(n)) => n <= MAX_IO && carried.holds(buf, n),
+                _ => false,
+            },
+            sys::OPEN => a.u64(0).is_ok_and(|p| carried.holds_str(p, MAXPATHLEN)),
+            _ => false,
+        }
     }
 }
 
