@@ -11,6 +11,7 @@ use super::stats::{median_u64, Hist};
 use crate::rawpeer::args;
 use serde_json::{json, Value};
 use sp_proto::abi::{oflag, sys};
+use sp_proto::ext::{Features, Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{Class, Handshake, Header, Message, MsgType, HEADER_LEN, MAX_BANNER};
 use sp_transport::{Endpoint, ListenOptions, Listener, Role, Stream};
 use std::io::{self, BufRead, IoSlice, Read, Write};
@@ -94,6 +95,10 @@ pub struct ClientSpec {
     /// Connections `idle` holds.
     #[arg(long, default_value_t = 1)]
     pub conns: usize,
+    /// Ask for the extension (EXT_HELLO) and, if the server speaks it,
+    /// send the bytes a call reads with the call (SYSCALL_SEG).
+    #[arg(long)]
+    pub ext: bool,
 }
 
 impl ClientSpec {
@@ -108,6 +113,7 @@ impl ClientSpec {
             warmup: 0,
             secs: None,
             conns: 1,
+            ext: false,
         }
     }
 
@@ -133,6 +139,9 @@ impl ClientSpec {
         if let Some(s) = self.secs {
             a.push("--secs".into());
             a.push(s.to_string());
+        }
+        if self.ext {
+            a.push("--ext".into());
         }
         a
     }
@@ -206,6 +215,42 @@ fn connect(url: &str) -> io::Result<Stream> {
     let s = sp_transport::connect(&ep)?;
     set_timeout(&s)?;
     Ok(s)
+}
+
+fn other_err(e: impl std::fmt::Display) -> io::Error {
+    other(e.to_string())
+}
+
+/// Writes `head`, the segments' bytes and `tail`, vectored, until all are
+/// gone.
+fn write_all_parts(
+    w: &mut impl Write,
+    head: &[u8],
+    segs: &[(u64, &[u8])],
+    tail: &[u8],
+) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(segs.len() + 2);
+    parts.push(head);
+    parts.extend(segs.iter().map(|s| s.1));
+    parts.push(tail);
+    let mut i = 0;
+    while i < parts.len() {
+        let bufs: Vec<IoSlice<'_>> = parts[i..].iter().map(|p| IoSlice::new(p)).collect();
+        let mut n = match w.write_vectored(&bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while i < parts.len() && n >= parts[i].len() {
+            n -= parts[i].len();
+            i += 1;
+        }
+        if i < parts.len() {
+            parts[i] = &parts[i][n..];
+        }
+    }
+    Ok(())
 }
 
 /// Writes `a` then `b`, vectored, until both are gone.
@@ -326,6 +371,20 @@ pub trait SysClient {
     /// Makes system call `sysnum` with argument block `args`; returns the
     /// NetBSD errno (0 on success) and the two return values.
     fn syscall(&mut self, sysnum: u32, args: &[u8], mem: &Mem) -> io::Result<(i32, [i64; 2])>;
+
+    /// [`SysClient::syscall`] of a call that reads the `(address, length)`
+    /// ranges `reads` of `mem`: a client that speaks the extension sends
+    /// their bytes with the call.
+    fn syscall_reading(
+        &mut self,
+        sysnum: u32,
+        args: &[u8],
+        mem: &Mem,
+        reads: &[(u64, usize)],
+    ) -> io::Result<(i32, [i64; 2])> {
+        let _ = reads;
+        self.syscall(sysnum, args, mem)
+    }
 }
 
 /// A minimal sysproxy client on raw frames: guest handshake, then each call
@@ -337,12 +396,54 @@ pub struct RawClient {
     head: [u8; HEADER_LEN],
     body: Vec<u8>,
     out: Vec<u8>,
+    /// The server's answer to EXT_HELLO, if it speaks the extension.
+    ext: Option<Hello>,
 }
 
 impl RawClient {
     /// Connects to `url`, reads the banner and completes a guest handshake
     /// as `comm` (reqno 1, like the C client).
     pub fn connect(url: &str, comm: &str) -> io::Result<RawClient> {
+        RawClient::connect_with(url, comm, false)
+    }
+
+    /// [`RawClient::connect`], then, with `ext`, EXT_HELLO: a server that
+    /// speaks the extension gets the bytes a call reads with the call
+    /// ([`SysClient::syscall_reading`]); a stock one answers ERROR and
+    /// gets plain calls.
+    pub fn connect_with(url: &str, comm: &str, ext: bool) -> io::Result<RawClient> {
+        let mut c = RawClient::handshake(url, comm)?;
+        if ext {
+            let hello = Hello {
+                version: EXT_VERSION,
+                features: Features::SEGMENTS,
+                max_frame: MAX_FRAME,
+                max_segment_bytes: 0,
+            };
+            let probe = Message::ExtHello {
+                reqno: PROBE_REQNO,
+                hello,
+            };
+            send_msg(&mut c.stream, &mut c.out, &probe)?;
+            let (h, n) = read_frame(&mut c.stream, &mut c.head, &mut c.body)?;
+            c.ext = match Message::decode(&h, &c.body[..n]) {
+                Ok(Message::ExtHelloResp { hello, .. })
+                    if hello.features.contains(Features::SEGMENTS) =>
+                {
+                    Some(hello)
+                }
+                _ => None,
+            };
+        }
+        Ok(c)
+    }
+
+    /// Whether calls carry the bytes they read.
+    pub fn uses_segments(&self) -> bool {
+        self.ext.is_some()
+    }
+
+    fn handshake(url: &str, comm: &str) -> io::Result<RawClient> {
         let mut stream = connect(url)?;
         // The banner, a byte at a time so nothing after it is read.
         let mut line = Vec::new();
@@ -360,6 +461,7 @@ impl RawClient {
             head: [0; HEADER_LEN],
             body: Vec::new(),
             out: Vec::with_capacity(256),
+            ext: None,
         };
         let mut name = comm.as_bytes().to_vec();
         name.push(0);
@@ -383,8 +485,25 @@ impl RawClient {
 
 impl SysClient for RawClient {
     fn syscall(&mut self, sysnum: u32, args: &[u8], mem: &Mem) -> io::Result<(i32, [i64; 2])> {
+        self.syscall_reading(sysnum, args, mem, &[])
+    }
+
+    fn syscall_reading(
+        &mut self,
+        sysnum: u32,
+        args: &[u8],
+        mem: &Mem,
+        reads: &[(u64, usize)],
+    ) -> io::Result<(i32, [i64; 2])> {
         self.reqno += 1;
         let reqno = self.reqno;
+        let segs: Vec<(u64, &[u8])> = match &self.ext {
+            Some(_) => reads
+                .iter()
+                .filter_map(|&(a, l)| Some((a, mem.slice(a, l as u64)?)))
+                .collect(),
+            None => Vec::new(),
+        };
         let RawClient {
             stream,
             head,
@@ -392,15 +511,28 @@ impl SysClient for RawClient {
             out,
             ..
         } = self;
-        send_msg(
-            stream,
-            out,
-            &Message::Syscall {
+        if segs.is_empty() {
+            let call = Message::Syscall {
                 reqno,
                 sysnum,
                 args,
-            },
-        )?;
+            };
+            send_msg(stream, out, &call)?;
+        } else {
+            let f = SegFrame::new(reqno, sysnum, args, &segs).map_err(other_err)?;
+            let data: usize = segs.iter().map(|s| s.1.len()).sum();
+            if data <= COPY_LIMIT {
+                out.clear();
+                out.extend_from_slice(f.head());
+                for s in &segs {
+                    out.extend_from_slice(s.1);
+                }
+                out.extend_from_slice(f.tail());
+                stream.write_all(out)?;
+            } else {
+                write_all_parts(stream, f.head(), &segs, f.tail())?;
+            }
+        }
         loop {
             let (h, n) = read_frame(stream, head, body)?;
             let msg = Message::decode(&h, &body[..n])
@@ -625,11 +757,16 @@ fn open_file(c: &mut impl SysClient, mem: &mut Mem, size: usize) -> io::Result<(
     mem.add(PATH_ADDR, path.clone());
     mem.add(BUF_ADDR, vec![0x5a; size.max(1)]);
     let open = args(&[PATH_ADDR, u64::from(oflag::O_RDWR | oflag::O_CREAT), 0o644]);
-    let fd = check("open", c.syscall(sys::OPEN, &open, mem)?, None)? as u64;
+    let path_read = [(PATH_ADDR, path.len())];
+    let fd = check(
+        "open",
+        c.syscall_reading(sys::OPEN, &open, mem, &path_read)?,
+        None,
+    )? as u64;
     let fill = args(&[fd, BUF_ADDR, size as u64, 0, 0]);
     check(
         "pwrite",
-        c.syscall(sys::PWRITE, &fill, mem)?,
+        c.syscall_reading(sys::PWRITE, &fill, mem, &[(BUF_ADDR, size)])?,
         Some(size as i64),
     )?;
     Ok((fd, path))
@@ -637,9 +774,15 @@ fn open_file(c: &mut impl SysClient, mem: &mut Mem, size: usize) -> io::Result<(
 
 fn close_file(c: &mut impl SysClient, mem: &Mem, fd: u64) -> io::Result<()> {
     check("close", c.syscall(sys::CLOSE, &args(&[fd]), mem)?, None)?;
+    let path_len = mem.cstr(PATH_ADDR, u64::MAX).map_or(0, <[u8]>::len);
     check(
         "unlink",
-        c.syscall(sys::UNLINK, &args(&[PATH_ADDR]), mem)?,
+        c.syscall_reading(
+            sys::UNLINK,
+            &args(&[PATH_ADDR]),
+            mem,
+            &[(PATH_ADDR, path_len)],
+        )?,
         None,
     )?;
     Ok(())
@@ -673,7 +816,7 @@ pub fn run_client(
             }
         }
         Op::Getpid => {
-            let mut c = RawClient::connect(&spec.url, comm)?;
+            let mut c = RawClient::connect_with(&spec.url, comm, spec.ext)?;
             let mem = Mem::new();
             if !barrier(input, out)? {
                 return Ok(());
@@ -686,7 +829,7 @@ pub fn run_client(
             )?
         }
         Op::Pwrite | Op::Pread => {
-            let mut c = RawClient::connect(&spec.url, comm)?;
+            let mut c = RawClient::connect_with(&spec.url, comm, spec.ext)?;
             let mut mem = Mem::new();
             let (fd, _) = open_file(&mut c, &mut mem, spec.size)?;
             let (sysnum, what) = if spec.op == Op::Pwrite {
@@ -695,6 +838,13 @@ pub fn run_client(
                 (sys::PREAD, "pread")
             };
             let a = args(&[fd, BUF_ADDR, spec.size as u64, 0, 0]);
+            // pwrite reads the buffer (a segment, with the extension);
+            // pread writes it.
+            let reads: &[(u64, usize)] = if spec.op == Op::Pwrite {
+                &[(BUF_ADDR, spec.size)]
+            } else {
+                &[]
+            };
             if !barrier(input, out)? {
                 return Ok(());
             }
@@ -702,7 +852,7 @@ pub fn run_client(
             let r = measure(
                 spec,
                 spec.size as u64,
-                || check(what, c.syscall(sysnum, &a, &mem)?, Some(n)).map(drop),
+                || check(what, c.syscall_reading(sysnum, &a, &mem, reads)?, Some(n)).map(drop),
                 || Ok(()),
             )?;
             close_file(&mut c, &mem, fd)?;
@@ -751,6 +901,7 @@ mod tests {
         s.size = 4096;
         s.secs = Some(1.5);
         s.warmup = 7;
+        s.ext = true;
         let mut argv = vec!["x".to_string()];
         argv.extend(s.to_args());
         assert_eq!(Cli::parse_from(argv).spec, s);

@@ -294,7 +294,10 @@ impl Report {
              bandwidth and throughput rows: median of the per-repetition rates. Each client \
              is a process of its own speaking raw frames, so the figures measure the server. \
              write/read are pwrite/pread at offset 0 of a regular file of the client's own in \
-             the server's /tmp (a write to /dev/null would not need the data). Without \
+             the server's /tmp (a write to /dev/null would not need the data). \
+             \"Extension off\" is what a stock client sends (the server asks for the data \
+             with a COPYIN); \"extension on\" asks for the extension first and sends the data \
+             with the call (SYSCALL_SEG, docs/extension.md), one round trip. Without \
              pinning, where the scheduler puts the two ends of a connection decides much: on \
              a VM a wakeup on the other CPU can cost tens of µs more than one on the same \
              CPU, so a row's spread often shows two placements; `--pin same` or `--pin \
