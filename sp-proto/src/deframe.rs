@@ -92,8 +92,9 @@ pub struct Deframer {
     failed: Option<DecodeError>,
     /// Bodies longer than this are received detached.
     detach_over: usize,
-    /// The frame being received detached.
-    big: Option<Big>,
+    /// The frame being received detached (boxed: an idle decoder stays
+    /// small).
+    big: Option<Box<Big>>,
 }
 
 /// A frame whose body is received into a buffer of its own.
@@ -255,13 +256,13 @@ impl Deframer {
         let mut body = Vec::with_capacity(want.min(DETACH_RESERVE.max(2 * got.len())));
         body.extend_from_slice(got);
         self.end = from;
-        self.big = Some(Big {
+        self.big = Some(Box::new(Big {
             header,
             body,
             want,
             window_from: None,
             yielded: false,
-        });
+        }));
     }
 
     /// While a large frame is received detached: its body so far and how

@@ -513,18 +513,26 @@ impl Body<'_> {
 
 /// The port a kernel uses to reach the client of one connection; the one
 /// handed to a system call also knows that call, for
-/// [`ClientPort::answer_now`], and the segments its request carried.
+/// [`ClientPort::answer_now`], the segments its request carried, and the
+/// copyouts it holds back.
 pub(crate) struct ConnPort {
     conn: Arc<Conn>,
-    /// The bytes of buffers the call reads, sent with it (SYSCALL_SEG).
-    segs: Option<Segments>,
-    /// The request number of the call served, and whether its answer has
-    /// been sent already.
-    call: Option<(u64, AtomicBool)>,
+    /// The call served, if any (boxed: the port a kernel keeps per
+    /// process stays small).
+    call: Option<Box<CallState>>,
     /// Whether this port's thread may wait for the client to read (a
     /// worker's may; the event loop's, and a port kept by the kernel,
     /// which may be used from any thread, may not).
     may_wait: bool,
+}
+
+/// What a port knows of the call it serves.
+struct CallState {
+    reqno: u64,
+    /// Whether its answer has been sent already.
+    answered: AtomicBool,
+    /// The bytes of buffers the call reads, sent with it (SYSCALL_SEG).
+    segs: Option<Segments>,
     /// The call's small copyouts not written yet, as whole frames: they go
     /// out with its answer in one write (one wakeup of the client instead
     /// of two), or before anything else the call sends.
@@ -540,29 +548,34 @@ impl ConnPort {
     pub(crate) fn new(conn: Arc<Conn>) -> ConnPort {
         ConnPort {
             conn,
-            segs: None,
             call: None,
             may_wait: false,
-            held: Mutex::new(Vec::new()),
         }
     }
 
     /// The port handed to the system call numbered `reqno`, run on a
-    /// worker (`may_wait`) or on the event loop.
-    pub(crate) fn for_call(conn: Arc<Conn>, reqno: u64, may_wait: bool) -> ConnPort {
+    /// worker (`may_wait`) or on the event loop, serving its copies from
+    /// `segs` where they hold them.
+    pub(crate) fn for_call(
+        conn: Arc<Conn>,
+        reqno: u64,
+        may_wait: bool,
+        segs: Option<Segments>,
+    ) -> ConnPort {
         ConnPort {
             conn,
-            segs: None,
-            call: Some((reqno, AtomicBool::new(false))),
+            call: Some(Box::new(CallState {
+                reqno,
+                answered: AtomicBool::new(false),
+                segs,
+                held: Mutex::new(Vec::new()),
+            })),
             may_wait,
-            held: Mutex::new(Vec::new()),
         }
     }
 
-    /// Serves the call's copies from `segs` where they hold them.
-    pub(crate) fn with_segments(mut self, segs: Option<Segments>) -> ConnPort {
-        self.segs = segs;
-        self
+    fn segs(&self) -> Option<&Segments> {
+        self.call.as_ref()?.segs.as_ref()
     }
 
     fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
@@ -574,7 +587,10 @@ impl ConnPort {
     /// Writes the copyouts held back, if any: before anything else the
     /// call sends, so the client sees its frames in the kernel's order.
     fn release(&self) -> Result<(), Errno> {
-        let held = std::mem::take(&mut *self.held.lock());
+        let Some(call) = &self.call else {
+            return Ok(());
+        };
+        let held = std::mem::take(&mut *call.held.lock());
         if held.is_empty() {
             return Ok(());
         }
@@ -584,10 +600,10 @@ impl ConnPort {
     /// Holds a copyout frame back to go with the answer, if this port
     /// serves a call and there is room; false if it must be sent now.
     fn hold(&self, msg: &Message<'_>) -> bool {
-        if self.call.is_none() {
+        let Some(call) = &self.call else {
             return false;
-        }
-        let mut held = self.held.lock();
+        };
+        let mut held = call.held.lock();
         if held.len() + msg.encoded_len() > HOLD_MAX {
             return false;
         }
@@ -598,10 +614,10 @@ impl ConnPort {
     /// Sends the call's answer unless [`ClientPort::answer_now`] did, in
     /// one write with the copyouts held back.
     pub(crate) fn answer(&self, res: SysResult) {
-        if let Some((reqno, answered)) = &self.call {
-            if !answered.swap(true, Ordering::AcqRel) {
-                let msg = syscall_answer(*reqno, res);
-                let mut held = std::mem::take(&mut *self.held.lock());
+        if let Some(call) = &self.call {
+            if !call.answered.swap(true, Ordering::AcqRel) {
+                let msg = syscall_answer(call.reqno, res);
+                let mut held = std::mem::take(&mut *call.held.lock());
                 if held.is_empty() {
                     let _ = self.send(&msg);
                 } else {
@@ -634,20 +650,20 @@ pub(crate) struct InlinePort<'a>(pub(crate) &'a ConnPort);
 impl ClientPort for InlinePort<'_> {
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // The request's segments need no wait; anything else would.
-        match &self.0.segs {
+        match self.0.segs() {
             Some(s) if s.copyin(addr, buf) => Ok(()),
             _ => Err(Errno::EFAULT),
         }
     }
 
     fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
-        let segs = self.0.segs.as_ref();
+        let segs = self.0.segs();
         segs.and_then(|s| s.copyin_vec(addr, len))
             .ok_or(Errno::EFAULT)
     }
 
     fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
-        let segs = self.0.segs.as_ref();
+        let segs = self.0.segs();
         segs.and_then(|s| s.copyinstr(addr, maxlen))
             .unwrap_or(Err(Errno::EFAULT))
     }
@@ -679,7 +695,7 @@ impl ClientPort for InlinePort<'_> {
 
 impl ClientPort for ConnPort {
     fn copyin(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        if let Some(s) = &self.segs {
+        if let Some(s) = self.segs() {
             if s.copyin(addr, buf) {
                 return Ok(());
             }
@@ -689,7 +705,7 @@ impl ClientPort for ConnPort {
     }
 
     fn copyin_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
-        if let Some(v) = self.segs.as_ref().and_then(|s| s.copyin_vec(addr, len)) {
+        if let Some(v) = self.segs().and_then(|s| s.copyin_vec(addr, len)) {
             return Ok(v);
         }
         let want = len as u64;
@@ -710,7 +726,7 @@ impl ClientPort for ConnPort {
     }
 
     fn copyinstr(&self, addr: u64, maxlen: usize) -> Result<Vec<u8>, Errno> {
-        if let Some(r) = self.segs.as_ref().and_then(|s| s.copyinstr(addr, maxlen)) {
+        if let Some(r) = self.segs().and_then(|s| s.copyinstr(addr, maxlen)) {
             return r;
         }
         let len = maxlen as u64;
@@ -740,7 +756,7 @@ impl ClientPort for ConnPort {
         if self.conn.is_dead() {
             return Err(Errno::EFAULT);
         }
-        if let Some(s) = &self.segs {
+        if let Some(s) = self.segs() {
             s.wrote(addr, data.len());
         }
         let reqno = self.conn.next();
@@ -784,11 +800,13 @@ impl ClientPort for ConnPort {
         }
         // Never waits, even on a worker: a signal may be raised from any
         // thread (kill from another process).
-        let held = std::mem::take(&mut *self.held.lock());
-        if !held.is_empty() {
-            self.conn
-                .send_parts(&held, &[], false)
-                .map_err(|_| Errno::ESRCH)?;
+        if let Some(call) = &self.call {
+            let held = std::mem::take(&mut *call.held.lock());
+            if !held.is_empty() {
+                self.conn
+                    .send_parts(&held, &[], false)
+                    .map_err(|_| Errno::ESRCH)?;
+            }
         }
         self.conn
             .send(&Message::Raise { reqno: 0, signo })

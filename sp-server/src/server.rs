@@ -968,7 +968,7 @@ impl Ctx {
         if self.kernel.runs_inline(sysnum) {
             // No hand-off: the kernel promised this call neither blocks nor
             // waits for the client.
-            let port = ConnPort::for_call(conn.clone(), reqno, false);
+            let port = ConnPort::for_call(conn.clone(), reqno, false, None);
             let res = guarded_syscall(&*self.kernel, proc, sysnum, args, &InlinePort(&port));
             port.answer(res);
             return;
@@ -992,7 +992,7 @@ impl Ctx {
         inline: bool,
     ) {
         if inline {
-            let port = ConnPort::for_call(conn.clone(), reqno, false).with_segments(segs);
+            let port = ConnPort::for_call(conn.clone(), reqno, false, segs);
             let res = guarded_syscall(&*self.kernel, proc, sysnum, &args, &InlinePort(&port));
             conn.seg_bytes.fetch_sub(seg_held, Ordering::AcqRel);
             port.answer(res);
@@ -1016,7 +1016,7 @@ impl Ctx {
         let conn = conn.clone();
         let kernel = self.kernel.clone();
         self.shared.pool.execute(move || {
-            let port = ConnPort::for_call(conn.clone(), reqno, true).with_segments(segs);
+            let port = ConnPort::for_call(conn.clone(), reqno, true, segs);
             let res = guarded_syscall(&*kernel, proc, sysnum, &args, &port);
             conn.busy.fetch_sub(1, Ordering::AcqRel);
             conn.seg_bytes.fetch_sub(seg_held, Ordering::AcqRel);
