@@ -514,29 +514,23 @@ impl Body<'_> {
 /// The port a kernel uses to reach the client of one connection; the one
 /// handed to a system call also knows that call, for
 /// [`ClientPort::answer_now`], the segments its request carried, and the
-/// copyouts it holds back.
+/// copyouts it holds back. Small: a kernel keeps one per process.
 pub(crate) struct ConnPort {
     conn: Arc<Conn>,
-    /// The call served, if any (boxed: the port a kernel keeps per
-    /// process stays small).
-    call: Option<Box<CallState>>,
+    /// The request number of the call served, and whether its answer has
+    /// been sent already.
+    call: Option<(u64, AtomicBool)>,
     /// Whether this port's thread may wait for the client to read (a
     /// worker's may; the event loop's, and a port kept by the kernel,
     /// which may be used from any thread, may not).
     may_wait: bool,
-}
-
-/// What a port knows of the call it serves.
-struct CallState {
-    reqno: u64,
-    /// Whether its answer has been sent already.
-    answered: AtomicBool,
     /// The bytes of buffers the call reads, sent with it (SYSCALL_SEG).
-    segs: Option<Segments>,
+    segs: Option<Box<Segments>>,
     /// The call's small copyouts not written yet, as whole frames: they go
     /// out with its answer in one write (one wakeup of the client instead
-    /// of two), or before anything else the call sends.
-    held: Mutex<Vec<u8>>,
+    /// of two), or before anything else the call sends. Allocated when
+    /// the first is held.
+    held: Mutex<Option<Vec<u8>>>,
 }
 
 /// Most bytes of copyout frames a call holds back to send with its answer;
@@ -550,6 +544,8 @@ impl ConnPort {
             conn,
             call: None,
             may_wait: false,
+            segs: None,
+            held: Mutex::new(None),
         }
     }
 
@@ -560,22 +556,19 @@ impl ConnPort {
         conn: Arc<Conn>,
         reqno: u64,
         may_wait: bool,
-        segs: Option<Segments>,
+        segs: Option<Box<Segments>>,
     ) -> ConnPort {
         ConnPort {
             conn,
-            call: Some(Box::new(CallState {
-                reqno,
-                answered: AtomicBool::new(false),
-                segs,
-                held: Mutex::new(Vec::new()),
-            })),
+            call: Some((reqno, AtomicBool::new(false))),
             may_wait,
+            segs,
+            held: Mutex::new(None),
         }
     }
 
     fn segs(&self) -> Option<&Segments> {
-        self.call.as_ref()?.segs.as_ref()
+        self.segs.as_deref()
     }
 
     fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
@@ -587,43 +580,44 @@ impl ConnPort {
     /// Writes the copyouts held back, if any: before anything else the
     /// call sends, so the client sees its frames in the kernel's order.
     fn release(&self) -> Result<(), Errno> {
-        let Some(call) = &self.call else {
-            return Ok(());
-        };
-        let held = std::mem::take(&mut *call.held.lock());
-        if held.is_empty() {
-            return Ok(());
+        match self.held.lock().take() {
+            Some(held) => self.conn.send_parts(&held, &[], self.may_wait),
+            None => Ok(()),
         }
-        self.conn.send_parts(&held, &[], self.may_wait)
     }
 
     /// Holds a copyout frame back to go with the answer, if this port
     /// serves a call and there is room; false if it must be sent now.
     fn hold(&self, msg: &Message<'_>) -> bool {
-        let Some(call) = &self.call else {
-            return false;
-        };
-        let mut held = call.held.lock();
-        if held.len() + msg.encoded_len() > HOLD_MAX {
+        if self.call.is_none() {
             return false;
         }
-        msg.encode_into(&mut held);
+        let mut held = self.held.lock();
+        let have = held.as_ref().map_or(0, Vec::len);
+        if have + msg.encoded_len() > HOLD_MAX {
+            return false;
+        }
+        msg.encode_into(held.get_or_insert_with(Vec::new));
         true
     }
 
     /// Sends the call's answer unless [`ClientPort::answer_now`] did, in
     /// one write with the copyouts held back.
     pub(crate) fn answer(&self, res: SysResult) {
-        if let Some(call) = &self.call {
-            if !call.answered.swap(true, Ordering::AcqRel) {
-                let msg = syscall_answer(call.reqno, res);
-                let mut held = std::mem::take(&mut *call.held.lock());
-                if held.is_empty() {
-                    let _ = self.send(&msg);
-                } else {
-                    msg.encode_into(&mut held);
-                    let _ = self.conn.send_parts(&held, &[], self.may_wait);
-                }
+        if let Some((reqno, answered)) = &self.call {
+            if !answered.swap(true, Ordering::AcqRel) {
+                let msg = syscall_answer(*reqno, res);
+                let held = self.held.lock().take();
+                let _ = match held {
+                    None => {
+                        let enc = msg.encode();
+                        self.conn.send_parts(enc.head(), enc.payload, self.may_wait)
+                    }
+                    Some(mut held) => {
+                        msg.encode_into(&mut held);
+                        self.conn.send_parts(&held, &[], self.may_wait)
+                    }
+                };
             }
         }
     }
@@ -800,13 +794,10 @@ impl ClientPort for ConnPort {
         }
         // Never waits, even on a worker: a signal may be raised from any
         // thread (kill from another process).
-        if let Some(call) = &self.call {
-            let held = std::mem::take(&mut *call.held.lock());
-            if !held.is_empty() {
-                self.conn
-                    .send_parts(&held, &[], false)
-                    .map_err(|_| Errno::ESRCH)?;
-            }
+        if let Some(held) = self.held.lock().take() {
+            self.conn
+                .send_parts(&held, &[], false)
+                .map_err(|_| Errno::ESRCH)?;
         }
         self.conn
             .send(&Message::Raise { reqno: 0, signo })

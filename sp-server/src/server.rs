@@ -450,7 +450,9 @@ impl Server {
             let Some(lc) = self.conns.get_mut(t) else {
                 return;
             };
-            if let Some((body, missing)) = lc.deframer.detached_body() {
+            if !lc.deframer.is_detached() {
+                // The common case, checked without a call.
+            } else if let Some((body, missing)) = lc.deframer.detached_body() {
                 let before = body.len();
                 let res = read_appending(&lc.conn.stream, body, missing);
                 let n = body.len() - before;
@@ -911,6 +913,7 @@ impl Ctx {
             }
         };
         let sysnum = h.sysnum();
+        let segs = Box::new(segs);
         let carried = crate::kernel::Carried { segs: &segs };
         let inline = self.kernel.runs_inline(sysnum)
             || self.kernel.runs_inline_with(proc, sysnum, &args, &carried);
@@ -987,7 +990,7 @@ impl Ctx {
         reqno: u64,
         sysnum: u32,
         args: Vec<u8>,
-        segs: Option<Segments>,
+        segs: Option<Box<Segments>>,
         seg_held: usize,
         inline: bool,
     ) {
