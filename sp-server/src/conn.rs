@@ -6,7 +6,7 @@ use crate::kernel::{ClientPort, Kernel, ProcId};
 use crate::segments::Segments;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use sp_proto::{Errno, Message, SysResult};
 use sp_transport::Stream;
@@ -207,15 +207,33 @@ impl Conn {
         let total = head.len() + payload.len();
         if wait {
             // Someone is ahead: wait for them rather than grow the queue
-            // past its bound.
-            let mut deadline = Instant::now() + self.stall;
+            // past its bound. The one streaming is usually a worker
+            // preempted right after its write (its client woken on this
+            // CPU). Over tcp one yield lets it finish without a sleep and a
+            // wakeup; over a unix socket a yield tends to go elsewhere and
+            // only costs (measured pinned to one CPU: a 4 KiB write with a
+            // COPYIN 23.5 us over tcp without the yield, 22.6 with it; over
+            // unix 20.5 without, 21.7 with).
+            let yields = if matches!(self.stream, Stream::Tcp(_)) {
+                1
+            } else {
+                0
+            };
+            let mut spins = 0;
+            let mut deadline = None;
             let mut seen = self.sent.load(Ordering::Relaxed);
             // A worker streams (everything after it waits), or the queue
             // would pass its bound.
             while !st.closed
                 && (st.streaming || (!st.queue.is_empty() && st.queued + total > self.send_limit))
             {
-                if self.drained.wait_until(&mut st, deadline).timed_out() {
+                if st.streaming && spins < yields {
+                    spins += 1;
+                    MutexGuard::unlocked(&mut st, std::thread::yield_now);
+                    continue;
+                }
+                let until = *deadline.get_or_insert_with(|| Instant::now() + self.stall);
+                if self.drained.wait_until(&mut st, until).timed_out() {
                     // Dropped only if nothing at all went out meanwhile.
                     let now = self.sent.load(Ordering::Relaxed);
                     if now == seen {
@@ -223,7 +241,7 @@ impl Conn {
                         return self.fail_send(&mut st, &why);
                     }
                     seen = now;
-                    deadline = Instant::now() + self.stall;
+                    deadline = Some(Instant::now() + self.stall);
                 }
             }
         }
