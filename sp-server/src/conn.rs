@@ -547,8 +547,9 @@ pub(crate) struct ConnPort {
     /// The call's small copyouts not written yet, as whole frames: they go
     /// out with its answer in one write (one wakeup of the client instead
     /// of two), or before anything else the call sends. Allocated when
-    /// the first is held.
-    held: Mutex<Option<Vec<u8>>>,
+    /// the first is held (boxed, so the port stays small).
+    #[allow(clippy::box_collection)]
+    held: Mutex<Option<Box<Vec<u8>>>>,
 }
 
 /// Most bytes of copyout frames a call holds back to send with its answer;
@@ -611,11 +612,11 @@ impl ConnPort {
             return false;
         }
         let mut held = self.held.lock();
-        let have = held.as_ref().map_or(0, Vec::len);
+        let have = held.as_ref().map_or(0, |h| h.len());
         if have + msg.encoded_len() > HOLD_MAX {
             return false;
         }
-        msg.encode_into(held.get_or_insert_with(Vec::new));
+        msg.encode_into(held.get_or_insert_with(Box::default));
         true
     }
 
