@@ -41,6 +41,10 @@ pub enum Op {
     Pwrite,
     /// pread(2) of `size` bytes at offset 0 of its own file: a COPYOUT per call.
     Pread,
+    /// write(2) of `size` bytes to descriptor 1, opening nothing: for the
+    /// stub kernel (`sp serve --stub`), which takes the bytes and drops
+    /// them, so the figure is the server's and the protocol's alone.
+    Write,
     /// Raw anchor: a 24 + `size`-byte request, a `reply`-byte answer.
     Ping,
     /// Raw anchor: `size`-byte chunks streamed one way, then one ping.
@@ -59,6 +63,7 @@ impl Op {
             Op::Getpid => "getpid",
             Op::Pwrite => "pwrite",
             Op::Pread => "pread",
+            Op::Write => "write",
             Op::Ping => "ping",
             Op::Stream => "stream",
             Op::Idle => "idle",
@@ -857,6 +862,30 @@ pub fn run_client(
             )?;
             close_file(&mut c, &mem, fd)?;
             r
+        }
+        Op::Write => {
+            let mut c = RawClient::connect_with(&spec.url, comm, spec.ext)?;
+            let mut mem = Mem::new();
+            mem.add(BUF_ADDR, vec![0x5a; spec.size.max(1)]);
+            let a = args(&[1, BUF_ADDR, spec.size as u64]);
+            let reads = [(BUF_ADDR, spec.size)];
+            if !barrier(input, out)? {
+                return Ok(());
+            }
+            let n = spec.size as i64;
+            measure(
+                spec,
+                spec.size as u64,
+                || {
+                    check(
+                        "write",
+                        c.syscall_reading(sys::WRITE, &a, &mem, &reads)?,
+                        Some(n),
+                    )
+                    .map(drop)
+                },
+                || Ok(()),
+            )?
         }
         Op::Ping => {
             let mut s = RawSocket::connect(&spec.url)?;

@@ -18,6 +18,7 @@
 //! | write 1 MiB, extension off | pwrite bandwidth | raw one-way streaming bandwidth | ≥ 0.95× |
 //! | write 1 MiB, extension on | pwrite bandwidth, the data with the call | raw one-way streaming bandwidth | ≥ 0.8× |
 //! | read 4 KiB / 1 MiB | pread: request, COPYOUT, reply | raw round trip with 4 KiB back / streaming | — |
+//! | write 4 KiB / 1 MiB to the stub kernel, extension off and on | write(2) to `sp serve --stub`, which drops the bytes and runs a carried write on the event loop (`Kernel::runs_inline_with`): the server and protocol without a file system's cost | as the writes above | ≤ 1.2× / ≥ 0.8× with the extension |
 //! | throughput, T clients | getpid/s of T processes in a loop, p50/p99 | the same server with 1 client; 1,000 vs 16 | —; ≥ 0.90× |
 //! | memory per idle client | RSS delta of the server / 1,000 handshaken clients | — | ≤ 2 KiB |
 //! | server threads | with 1,000 idle clients | before they connected | equal |
@@ -242,6 +243,8 @@ fn one(launcher: &Launcher, spec: ClientSpec) -> io::Result<ClientResult> {
 enum Peer {
     Echo,
     Server,
+    /// `sp serve --stub` (local servers only).
+    Stub,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -321,13 +324,53 @@ fn items(p: &Params) -> Vec<Item> {
             Bandwidth,
         ),
         it("pread_1m", Server, Op::Pread, LARGE, 0, p.n_1m, Bandwidth),
+        it("stub_write_4k", Stub, Op::Write, SMALL, 0, p.n_4k, Latency),
+        it(
+            "stub_write_4k_ext",
+            Stub,
+            Op::Write,
+            SMALL,
+            0,
+            p.n_4k,
+            Latency,
+        ),
+        it(
+            "stub_write_1m",
+            Stub,
+            Op::Write,
+            LARGE,
+            0,
+            p.n_1m,
+            Bandwidth,
+        ),
+        it(
+            "stub_write_1m_ext",
+            Stub,
+            Op::Write,
+            LARGE,
+            0,
+            p.n_1m,
+            Bandwidth,
+        ),
     ]
 }
 
 /// The round-trip, write and read rows: every item once per repetition,
-/// anchors and the server interleaved so drift hits both alike.
-fn latency_rows(launcher: &Launcher, p: &Params, tr: &str, server: &str, echo: &str) -> Vec<Row> {
-    let items = items(p);
+/// anchors and the server interleaved so drift hits both alike. The stub
+/// rows need `stub` (a local `sp serve --stub`); without it they are
+/// skipped.
+fn latency_rows(
+    launcher: &Launcher,
+    p: &Params,
+    tr: &str,
+    server: &str,
+    echo: &str,
+    stub: Option<&str>,
+) -> Vec<Row> {
+    let items: Vec<Item> = items(p)
+        .into_iter()
+        .filter(|i| i.peer != Peer::Stub || stub.is_some())
+        .collect();
     let mut series: HashMap<&str, Series> = HashMap::new();
     for rep in 0..p.reps {
         say(format!(
@@ -340,10 +383,10 @@ fn latency_rows(launcher: &Launcher, p: &Params, tr: &str, server: &str, echo: &
             if s.error.is_some() {
                 continue;
             }
-            let url = if item.peer == Peer::Echo {
-                echo
-            } else {
-                server
+            let url = match item.peer {
+                Peer::Echo => echo,
+                Peer::Server => server,
+                Peer::Stub => stub.unwrap_or(server),
             };
             let mut spec = ClientSpec::new(url, item.op);
             spec.size = item.size;
@@ -362,7 +405,11 @@ fn latency_rows(launcher: &Launcher, p: &Params, tr: &str, server: &str, echo: &
         |figure: &str, key: &str, unit: Unit, anchor: &str, what: &str, target: Option<Target>| {
             let mut r = Row::new(tr, figure, unit);
             r.target = target;
-            match series[key].summary() {
+            let Some(measured) = series.get(key) else {
+                r.status = Status::Skipped("needs a local stub server".into());
+                return r;
+            };
+            match measured.summary() {
                 Ok(s) => r.measured = Some(s),
                 Err(e) => r.status = Status::Failed(e),
             }
@@ -446,6 +493,38 @@ fn latency_rows(launcher: &Launcher, p: &Params, tr: &str, server: &str, echo: &
             "stream",
             "raw streaming",
             None,
+        ),
+        row(
+            "write(2) 4 KiB to the stub kernel, extension off",
+            "stub_write_4k",
+            Unit::Micros,
+            "ping_w4k",
+            "raw round trip 24+4096 B / 48 B",
+            None,
+        ),
+        row(
+            "write(2) 4 KiB to the stub kernel, extension on",
+            "stub_write_4k_ext",
+            Unit::Micros,
+            "ping_w4k",
+            "raw round trip 24+4096 B / 48 B",
+            Some(Target::RatioAtMost(1.2)),
+        ),
+        row(
+            "write(2) 1 MiB to the stub kernel, extension off",
+            "stub_write_1m",
+            Unit::MBps,
+            "stream",
+            "raw streaming",
+            None,
+        ),
+        row(
+            "write(2) 1 MiB to the stub kernel, extension on",
+            "stub_write_1m_ext",
+            Unit::MBps,
+            "stream",
+            "raw streaming",
+            Some(Target::RatioAtLeast(0.8)),
         ),
     ]
 }
@@ -661,6 +740,14 @@ fn spawn_server(launcher: &Launcher, url: &str) -> io::Result<Listening> {
     )
 }
 
+fn spawn_stub(launcher: &Launcher, url: &str) -> io::Result<Listening> {
+    Listening::spawn(
+        launcher,
+        &["serve".to_string(), "--stub".to_string(), url.to_string()],
+        "sp serve --stub",
+    )
+}
+
 fn spawn_echo(launcher: &Launcher, url: &str) -> io::Result<Listening> {
     let spec = ClientSpec::new(url, Op::Echo);
     let mut args = vec!["bench-client".to_string()];
@@ -705,7 +792,7 @@ pub fn run(opts: &Options) -> Report {
             let tr = url.split("://").next().unwrap_or("?").to_string();
             match spawn_echo(launcher, &echo_url_for(url, dir.path())) {
                 Ok(echo) => {
-                    rows.extend(latency_rows(launcher, &p, &tr, url, &echo.url));
+                    rows.extend(latency_rows(launcher, &p, &tr, url, &echo.url, None));
                     rows.extend(throughput_rows(launcher, &p, &tr, url));
                 }
                 Err(e) => rows.push(failed_row(&tr, "setup: echo peer", e)),
@@ -717,13 +804,28 @@ pub fn run(opts: &Options) -> Report {
                 let name = tr_name(tr);
                 let server = spawn_server(launcher, &local_url(tr, dir.path(), "sp.sock"));
                 let echo = spawn_echo(launcher, &local_url(tr, dir.path(), "echo.sock"));
+                let stub = spawn_stub(launcher, &local_url(tr, dir.path(), "stub.sock"));
                 match (server, echo) {
                     (Ok(server), Ok(echo)) => {
                         say(format!(
                             "{name}: server {}, echo peer {}",
                             server.url, echo.url
                         ));
-                        rows.extend(latency_rows(launcher, &p, name, &server.url, &echo.url));
+                        let stub_url = match &stub {
+                            Ok(s) => Some(s.url.as_str()),
+                            Err(e) => {
+                                say(format!("{name}: no stub server: {e}"));
+                                None
+                            }
+                        };
+                        rows.extend(latency_rows(
+                            launcher,
+                            &p,
+                            name,
+                            &server.url,
+                            &echo.url,
+                            stub_url,
+                        ));
                         rows.extend(throughput_rows(launcher, &p, name, &server.url));
                     }
                     (Err(e), _) => rows.push(failed_row(name, "setup: server", e)),

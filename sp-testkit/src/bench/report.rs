@@ -297,7 +297,10 @@ impl Report {
              the server's /tmp (a write to /dev/null would not need the data). \
              \"Extension off\" is what a stock client sends (the server asks for the data \
              with a COPYIN); \"extension on\" asks for the extension first and sends the data \
-             with the call (SYSCALL_SEG, docs/extension.md), one round trip. Without \
+             with the call (SYSCALL_SEG, docs/extension.md), one round trip. The stub \
+             kernel rows write to `sp serve --stub`, which drops the bytes and runs a write \
+             whose bytes came with it on the event loop: the server and the protocol \
+             without a file system's copy or a worker's hand-off. Without \
              pinning, where the scheduler puts the two ends of a connection decides much: on \
              a VM a wakeup on the other CPU can cost tens of µs more than one on the same \
              CPU, so a row's spread often shows two placements; `--pin same` or `--pin \
