@@ -289,6 +289,7 @@ fn check_output(banner: &[u8], input: &[u8], output: &[u8]) -> Result<(), String
             Message::HandshakeResp { reqno, .. }
             | Message::SyscallResp { reqno, .. }
             | Message::PreforkResp { reqno, .. }
+            | Message::ExtHelloResp { reqno, .. }
             | Message::Error { reqno, .. } => {
                 if !asked_set.contains(&reqno) {
                     return Err(format!("{msg:?} answers reqno {reqno}, never sent"));
