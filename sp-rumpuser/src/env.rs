@@ -19,6 +19,8 @@
 //! | `SP_UNIX_MODE` | permission bits of the unix socket, octal | 600 |
 //! | `SP_ALLOW_UID` | comma-separated peer uids allowed on a unix socket | anyone |
 //! | `SP_ALLOW_NET` | comma-separated `ADDR/PREFIX` networks allowed on tcp | anyone |
+//! | `SP_EXTENSIONS` | `0` to answer the extension's probe as the stock server does (`docs/extension.md`) | `1` |
+//! | `SP_SEGMENT_BYTES_PER_CLIENT` | segment bytes one client's calls in flight may carry (extension) | 64 MiB |
 //! | `SP_MAX_PROCS` | kernel processes our clients may have at once (guests, preforks, fork children; at least 1): a stock rump kernel panics when it runs out of files for a new process's console, about 1,770 processes with none of them holding files | 1000 |
 //! | `SP_LOG` | log filter (`error`, `warn`, `info`, `debug`, ...) | `info` |
 //!
@@ -87,6 +89,16 @@ pub fn config(
     if let Some((var, v)) = get("SP_MAX_IDLE_WORKERS") {
         c.max_idle_workers = number(var, &v, 0)?;
     }
+    if let Some((var, v)) = get("SP_EXTENSIONS") {
+        c.extensions = match v.trim() {
+            "1" | "on" | "yes" | "true" => true,
+            "0" | "off" | "no" | "false" => false,
+            _ => return Err(bad(var, &v, "not 0 or 1")),
+        };
+    }
+    if let Some((var, v)) = get("SP_SEGMENT_BYTES_PER_CLIENT") {
+        c.segment_bytes_per_client = number(var, &v, 0)?;
+    }
     if let Some((var, v)) = get("SP_UNIX_MODE") {
         c.unix_mode = u32::from_str_radix(v.trim_start_matches("0o"), 8)
             .ok()
@@ -136,7 +148,7 @@ pub fn summary(c: &Config) -> String {
         "max frame {} B, max clients {}, send queue {} B, send stall {} s, \
          handshake timeout {timeout}, \
          {} calls in flight per client, preforks {} per client and {} in all for {} s, \
-         unix mode {:o}, uids {}, networks {}",
+         extensions {}, unix mode {:o}, uids {}, networks {}",
         c.max_frame,
         c.max_clients,
         c.send_queue_bytes,
@@ -145,6 +157,7 @@ pub fn summary(c: &Config) -> String {
         c.prefork_cap,
         c.prefork_total_cap,
         c.prefork_ttl.as_secs(),
+        if c.extensions { "on" } else { "off" },
         c.unix_mode,
         c.allowed_uids
             .as_ref()
@@ -223,6 +236,8 @@ mod tests {
                 ("SP_PREFORK_TTL", "5"),
                 ("SP_MAX_IDLE_WORKERS", "1"),
                 ("SP_UNIX_MODE", "660"),
+                ("SP_EXTENSIONS", "0"),
+                ("SP_SEGMENT_BYTES_PER_CLIENT", "4096"),
                 ("SP_ALLOW_NET", "127.0.0.0/8, ::1"),
             ],
         )
@@ -237,6 +252,8 @@ mod tests {
         assert_eq!(c.prefork_ttl, Duration::from_secs(5));
         assert_eq!(c.max_idle_workers, 1);
         assert_eq!(c.unix_mode, 0o660);
+        assert!(!c.extensions);
+        assert_eq!(c.segment_bytes_per_client, 4096);
         assert_eq!(c.allowed_nets.unwrap().len(), 2);
         assert!(summary(&Config::default()).contains("max clients 10000"));
     }

@@ -67,6 +67,14 @@ pub struct ServeArgs {
     /// as the client reads.
     #[arg(long, default_value_t = Config::default().send_queue_bytes)]
     pub send_queue_bytes: usize,
+    /// Answer the extension's probe as a stock server does (ERROR), so no
+    /// client sends its data with its calls (docs/extension.md).
+    #[arg(long)]
+    pub no_extensions: bool,
+    /// Segment bytes one client's calls in flight may carry (extension);
+    /// a call past it is answered TRYAGAIN and resent plainly.
+    #[arg(long, default_value_t = Config::default().segment_bytes_per_client)]
+    pub segment_bytes_per_client: usize,
     /// Seconds a call's output waits for a client that reads nothing
     /// before the client is dropped (at least 1); a client that reads,
     /// however slowly, gets every byte.
@@ -196,6 +204,8 @@ impl ServeArgs {
             max_clients: self.max_clients,
             send_queue_bytes: self.send_queue_bytes,
             send_stall_timeout: Duration::from_secs(self.send_stall_timeout),
+            extensions: !self.no_extensions,
+            segment_bytes_per_client: self.segment_bytes_per_client,
             prefork_cap: self.prefork_cap,
             prefork_total_cap: self.prefork_total_cap,
             prefork_ttl: Duration::from_secs(self.prefork_ttl),
