@@ -6,13 +6,11 @@
 
 use sp_client::{Call, Client, Options};
 use sp_proto::{Handshake, Message};
-use sp_testkit::peers::wait_for;
 use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rump::{prefix, RumpServer};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 const O_RDONLY: u32 = 0;
 const O_RDWR: u32 = 2;
@@ -20,30 +18,6 @@ const O_CREAT: u32 = 0x200;
 const O_DIRECTORY: u32 = 0x20_0000;
 const SYS_MOUNT: u32 = 410;
 const SYS_MKDIR: u32 = 136;
-
-/// A rump_server child, killed when dropped.
-struct RumpServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RumpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn prefix() -> Option<PathBuf> {
-    match std::env::var_os("SP_RUMP_PREFIX") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("skipped: SP_RUMP_PREFIX not set (a stock rump kernel's install)");
-            None
-        }
-    }
-}
 
 /// Our preloadable server: `SP_RUMPUSER_LIB`, else `libsp_rumpuser.so`
 /// of this workspace's release build, else of its debug build
@@ -65,31 +39,10 @@ fn our_library() -> PathBuf {
         .expect("no libsp_rumpuser.so: cargo build --release -p sp-rumpuser first")
 }
 
-/// Starts `rump_server` with tmpfs, with our server preloaded or not.
+/// The stock `rump_server`, with our server preloaded or not.
 fn start(prefix: &Path, ours: bool) -> RumpServer {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("rump.sock");
-    let url = format!("unix://{}", sock.display());
-    let mut cmd = Command::new(prefix.join("bin/rump_server"));
-    cmd.args(["-s", "-lrumpvfs", "-lrumpfs_tmpfs", &url])
-        .env("LD_LIBRARY_PATH", prefix.join("lib"))
-        .env("SP_LOG", "warn")
-        .stdin(Stdio::null());
-    if ours {
-        cmd.env("LD_PRELOAD", our_library());
-    }
-    let child = cmd.spawn().expect("rump_server starts");
-    let s = RumpServer {
-        child,
-        url,
-        _dir: dir,
-    };
-    assert!(
-        wait_for(Duration::from_secs(30), || sock.exists()),
-        "rump_server did not create {}",
-        sock.display()
-    );
-    s
+    let lib = ours.then(our_library);
+    RumpServer::start(prefix, lib.as_deref())
 }
 
 fn both() -> Option<(RumpServer, RumpServer)> {

@@ -21,5 +21,6 @@ pub mod memport;
 pub mod model;
 pub mod peers;
 pub mod rawpeer;
+pub mod rump;
 pub mod stub;
 pub mod vectors;

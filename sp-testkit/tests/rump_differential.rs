@@ -19,61 +19,14 @@ use sp_proto::abi::{fcntl, misc, oflag, sys, Dirent, Errno, Stat};
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::model::{Boot, ModelKernel};
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 // NetBSD numbers of calls that sp-proto does not name.
 use sp_testkit::model::num::{CHMOD, FCHMOD, LINK, MOUNT, READLINK, SYMLINK, TRUNCATE, UTIMES};
 
 /// NetBSD's `NODEV`.
 const NODEV: u64 = u64::MAX;
-
-/// A stock `rump_server`, killed (and its socket directory removed) when
-/// dropped, also when the test fails.
-struct Stock {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Stock {
-    fn start(prefix: &Path) -> Stock {
-        let dir = tempfile::Builder::new()
-            .prefix("sp-rump-diff")
-            .tempdir()
-            .expect("temporary directory");
-        let sock = dir.path().join("stock.sock");
-        let url = format!("unix://{}", sock.display());
-        let child = Command::new(prefix.join("bin/rump_server"))
-            .args(["-s", "-lrumpvfs", "-lrumpfs_tmpfs", &url])
-            .env("LD_LIBRARY_PATH", prefix.join("lib"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rump_server starts");
-        let stock = Stock {
-            child,
-            url,
-            _dir: dir,
-        };
-        assert!(
-            sp_testkit::peers::wait_for(Duration::from_secs(30), || sock.exists()),
-            "rump_server made no socket"
-        );
-        stock
-    }
-}
-
-impl Drop for Stock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The fields of a `struct stat` that must agree.
 #[derive(Debug, PartialEq, Eq)]
@@ -1694,12 +1647,11 @@ const KNOWN: &[(&str, &str)] = &[
 
 #[test]
 fn model_matches_stock_rump_kernel() {
-    let Some(prefix) = std::env::var_os("SP_RUMP_PREFIX").map(PathBuf::from) else {
-        println!("skipped: SP_RUMP_PREFIX not set");
+    let Some(prefix) = sp_testkit::rump::prefix() else {
         return;
     };
     let verbose = std::env::var_os("SP_DIFF_VERBOSE").is_some();
-    let stock = Stock::start(&prefix);
+    let stock = sp_testkit::rump::RumpServer::start(&prefix, None);
     // The model as a stock rump_server boots: /tmp a rumpfs directory.
     let kernel = Arc::new(ModelKernel::boot(Boot {
         tmpfs_on_tmp: false,
