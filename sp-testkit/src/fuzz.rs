@@ -9,9 +9,9 @@
 //! `ServerHandle::adopt`. [`fuzz_client_bytes`] feeds arbitrary server bytes
 //! to our client.
 
-use crate::model::ModelKernel;
 use crate::peers::{adopt_pair, guest_handshake};
 use crate::rawpeer::hex;
+use sp_model::ModelKernel;
 use sp_proto::abi::sys;
 use sp_proto::{
     Banner, Class, Deframer, Frame, Handshake, Message, MsgType, DEFAULT_MAX_FRAME, HEADER_LEN,

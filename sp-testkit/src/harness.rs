@@ -61,10 +61,10 @@ impl TestServer {
         TestServer::start_with(kernel, transport, Config::default()).expect("test server starts")
     }
 
-    /// Starts a fresh [`ModelKernel`](crate::model::ModelKernel) behind a
+    /// Starts a fresh [`ModelKernel`](sp_model::ModelKernel) behind a
     /// default server on `transport`; returns the kernel too, for checks.
-    pub fn model(transport: Transport) -> (TestServer, Arc<crate::model::ModelKernel>) {
-        let kernel = Arc::new(crate::model::ModelKernel::new());
+    pub fn model(transport: Transport) -> (TestServer, Arc<sp_model::ModelKernel>) {
+        let kernel = Arc::new(sp_model::ModelKernel::new());
         (TestServer::start(kernel.clone(), transport), kernel)
     }
 

@@ -7,7 +7,7 @@
 //! use sp_testkit::rawpeer::RawPeer;
 //! use std::sync::Arc;
 //!
-//! let server = TestServer::start(Arc::new(sp_testkit::stub::StubKernel::new()), Transport::Unix);
+//! let server = TestServer::start(Arc::new(sp_model::stub::StubKernel::new()), Transport::Unix);
 //! let mut peer = RawPeer::guest(&server.url(), "example").unwrap();
 //! let (error, retval) = peer.syscall(2, 20, &[]).unwrap(); // getpid
 //! assert_eq!((error, retval[0]), (0, 2));
@@ -18,9 +18,7 @@ pub mod cmd;
 pub mod fuzz;
 pub mod harness;
 pub mod memport;
-pub mod model;
 pub mod peers;
 pub mod rawpeer;
 pub mod rump;
-pub mod stub;
 pub mod vectors;

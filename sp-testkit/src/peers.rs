@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use sp_testkit::harness::{TestServer, Transport};
-//! use sp_testkit::model::ModelKernel;
+//! use sp_model::ModelKernel;
 //! use sp_testkit::peers::{bad_inputs, check_bad_input, Phase};
 //! use sp_testkit::rawpeer::RawPeer;
 //! use std::sync::Arc;

@@ -5,9 +5,9 @@
 
 use sp_client::abi::oflag;
 use sp_client::Client;
+use sp_model::ModelKernel;
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::pattern;
 use sp_testkit::rawpeer::{args, RawPeer};
 use std::sync::Arc;

@@ -12,12 +12,12 @@
 //!   agreed and used with it on.
 
 use sp_client::{Client, Features, Options};
+use sp_model::stub::StubKernel;
 use sp_proto::ext::{Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{Banner, Class, ErrorCode, Header, Message, MsgType};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::rawpeer::{args, RawPeer};
-use sp_testkit::stub::StubKernel;
 use sp_testkit::vectors;
 use std::sync::Arc;
 

@@ -4,12 +4,12 @@
 
 use parking_lot::Mutex;
 use sp_client::{Buf, Call, Client, Errno, Features, Options};
+use sp_model::stub::StubKernel;
 use sp_proto::ext::{Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{Class, ErrorCode, Message, SysResult};
 use sp_server::{Args, Carried, ClientPort, Config, Kernel, Port, ProcId};
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::rawpeer::{args, RawPeer};
-use sp_testkit::stub::StubKernel;
 use std::sync::Arc;
 
 /// Test calls of [`CopyKernel`].

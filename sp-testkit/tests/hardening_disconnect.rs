@@ -6,11 +6,11 @@
 //! (A blocked pipe read, the parent of a prefork and a torn fork handshake
 //! are in model_server.rs and hardening_prefork.rs.)
 
+use sp_model::ModelKernel;
 use sp_proto::abi::{misc, oflag, sys};
 use sp_proto::{Handshake, Message};
 use sp_server::ProcId;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::{call, eventually, WAIT};
 use sp_testkit::rawpeer::{args, RawPeer};
 use std::sync::Arc;

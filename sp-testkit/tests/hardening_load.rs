@@ -1,14 +1,14 @@
 //! Many clients at once: slow ones do not stop fast ones, and the server's
 //! threads follow the calls in flight, not the clients connected.
 
+use sp_model::stub::StubKernel;
+use sp_model::ModelKernel;
 use sp_proto::abi::sys;
 use sp_proto::{Handshake, Message};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::{eventually, expect_frame, Trickle};
 use sp_testkit::rawpeer::RawPeer;
-use sp_testkit::stub::StubKernel;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};

@@ -5,11 +5,11 @@
 //! connection, and a hundred bad connections at once. The model kernel is
 //! behind the server, so the tests also see that no process leaks.
 
+use sp_model::ModelKernel;
 use sp_proto::abi::{oflag, sys};
 use sp_proto::{ErrorCode, Handshake, Message, MsgType};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::{
     bad_inputs, call, check_bad_input, eventually, expect_close, expect_frame, frame, BadInput,
     Phase,

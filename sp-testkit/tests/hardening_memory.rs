@@ -3,11 +3,11 @@
 //! (`VmRSS` in /proc/self/status), so they live alone in this binary and
 //! run one at a time.
 
+use sp_model::ModelKernel;
 use sp_proto::abi::{oflag, sys};
 use sp_proto::{Class, MsgType, DEFAULT_MAX_FRAME};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::{call, raw_frame, wait_for, WAIT};
 use sp_testkit::rawpeer::{args, RawPeer};
 use std::os::fd::AsRawFd;

@@ -3,11 +3,11 @@
 //! the table again; a prefork outlives its parent and a torn or wrong fork
 //! handshake does not burn it; nobody claims one without its cookie.
 
+use sp_model::ModelKernel;
 use sp_proto::abi::{Errno, SysResult};
 use sp_proto::{Cookie, ErrorCode, Message};
 use sp_server::{ClientPort, Config, Kernel, Port, ProcId};
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::{eventually, expect_close, fork_handshake, prefork};
 use sp_testkit::rawpeer::RawPeer;
 use std::collections::HashSet;

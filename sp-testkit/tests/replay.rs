@@ -3,11 +3,11 @@
 //! vectors/README.md calls nondeterministic, and where the reference
 //! crashed we must answer and close instead.
 
+use sp_model::stub::StubKernel;
 use sp_proto::Banner;
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::rawpeer::RawPeer;
-use sp_testkit::stub::StubKernel;
 use sp_testkit::vectors;
 use std::sync::Arc;
 

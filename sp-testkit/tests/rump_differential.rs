@@ -15,15 +15,15 @@
 //! `SP_DIFF_VERBOSE=1` prints every step's outcome on both sides.
 
 use sp_client::{Call, Client, Options};
+use sp_model::{Boot, ModelKernel};
 use sp_proto::abi::{fcntl, misc, oflag, sys, Dirent, Errno, Stat};
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::{Boot, ModelKernel};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 // NetBSD numbers of calls that sp-proto does not name.
-use sp_testkit::model::num::{CHMOD, FCHMOD, LINK, MOUNT, READLINK, SYMLINK, TRUNCATE, UTIMES};
+use sp_model::num::{CHMOD, FCHMOD, LINK, MOUNT, READLINK, SYMLINK, TRUNCATE, UTIMES};
 
 /// NetBSD's `NODEV`.
 const NODEV: u64 = u64::MAX;

@@ -3,13 +3,13 @@
 //! read = COPYOUT of i & 0xff, open = COPYINSTR, 1000 = ANONMMAP,
 //! 1001 = RAISE).
 
+use sp_model::stub::StubKernel;
 use sp_proto::{ErrorCode, Handshake, Message};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::eventually;
 use sp_testkit::peers::expect_frame;
 use sp_testkit::rawpeer::{args, RawPeer, Recv};
-use sp_testkit::stub::StubKernel;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -6,11 +6,11 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as PropConfig;
+use sp_model::ModelKernel;
 use sp_proto::abi::sys;
 use sp_proto::{Cookie, ErrorCode, Handshake, Message, MsgType};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::model::ModelKernel;
 use sp_testkit::peers::{call, eventually, expect_close, expect_frame, frame, prefork, raw_frame};
 use sp_testkit::rawpeer::{args, OwnedFrame, RawPeer, Recv};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! this process, and a client walked through every cycle of the protocol,
 //! each step said in plain words and checked.
 
-use crate::model::ModelKernel;
 use sp_client::{Client, ForkResult, Options};
+use sp_model::ModelKernel;
 use sp_proto::abi::{misc, oflag, sig};
 use sp_proto::Errno;
 use sp_server::{Config, Server};

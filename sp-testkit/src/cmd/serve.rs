@@ -245,9 +245,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     args.check()?;
     let kernel: Arc<dyn Kernel> = if args.stub {
-        Arc::new(crate::stub::StubKernel::new())
+        Arc::new(sp_model::stub::StubKernel::new())
     } else {
-        Arc::new(crate::model::ModelKernel::new())
+        Arc::new(sp_model::ModelKernel::new())
     };
     // Handlers first: from the "listening on" line on, no signal of these
     // takes the default action (which would leave the socket file behind).

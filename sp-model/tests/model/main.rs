@@ -7,10 +7,10 @@ mod links;
 mod pipes;
 mod procs;
 
-use super::{num, ModelKernel};
-use crate::memport::MemPort;
+use sp_model::{num, ModelKernel};
 use sp_proto::abi::{oflag, sys, Dirent, Errno, Stat, SysResult};
 use sp_server::{Kernel, ProcId};
+use sp_testkit::memport::MemPort;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bytes a pipe buffers (NetBSD's PIPE_SIZE).
-pub(crate) const PIPE_SIZE: usize = 16384;
+pub const PIPE_SIZE: usize = 16384;
 /// What a pipe grows to for a large write (NetBSD's BIG_PIPE_SIZE).
-pub(crate) const BIG_PIPE_SIZE: usize = 4 * PIPE_SIZE;
+pub const BIG_PIPE_SIZE: usize = 4 * PIPE_SIZE;
 /// Big pipes a kernel allows at once (NetBSD's maxbigpipes).
-pub(crate) const MAX_BIG_PIPES: usize = 32;
+pub const MAX_BIG_PIPES: usize = 32;
 /// Writes up to this size are atomic (NetBSD's PIPE_BUF).
-pub(crate) const PIPE_BUF: usize = 512;
+pub const PIPE_BUF: usize = 512;
 
 /// A pipe shared by its two ends.
 pub(crate) struct Pipe {

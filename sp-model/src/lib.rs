@@ -1,36 +1,43 @@
-//! [`ModelKernel`]: a small in-memory kernel behind the [`Kernel`] seam.
-//!
-//! It behaves like a stock NetBSD rump kernel (`rump_server -lrumpvfs
-//! -lrumpfs_tmpfs`) wherever a sysproxy client can tell, and
-//! `tests/rump_differential.rs` checks that side by side with a real one
-//! (set `SP_RUMP_PREFIX`). It has a process table (pid 1 is the kernel's own
-//! `init`, guests and forks get pids from 2 up), per-process descriptor
-//! tables, current directories and umasks, file systems (a rumpfs root with
-//! `/dev/null`, `/dev/zero` and `/tmp`, and tmpfs mounts; see the `fs`
-//! module), pipes that block and wake, and a console. Syscall numbers,
-//! argument blocks, errno values, flags, `struct stat` and `struct dirent`
-//! are NetBSD's. [`ModelKernel::new`] also mounts a tmpfs on `/tmp`, as a
-//! test set-up on a stock kernel would; [`Boot`] can leave it out.
+//! The kernels `sp serve` runs, behind `sp_server`'s [`Kernel`] seam:
+//! [`ModelKernel`], a small in-memory kernel that answers as a stock NetBSD
+//! rump kernel does, and [`stub::StubKernel`], the kernel the reference
+//! captures were recorded against.
 //!
 //! ```
-//! use sp_proto::abi::{oflag, sys};
-//! use sp_server::Kernel;
-//! use sp_testkit::memport::MemPort;
-//! use sp_testkit::model::ModelKernel;
+//! use sp_client::Client;
+//! use sp_model::ModelKernel;
+//! use sp_server::{Config, Server};
+//! use std::sync::Arc;
 //!
-//! let k = ModelKernel::new();
-//! let port = MemPort::shared();
-//! let p = k.spawn_guest(b"demo", port.clone()).unwrap();
-//! let args = |slots: &[u64]| slots.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>();
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("unix://{}", dir.path().join("sp.sock").display());
+//! let kernel = Arc::new(ModelKernel::new());
+//! let server = Server::bind(&url, kernel.clone(), Config::default())?.spawn()?;
 //!
-//! let path = port.alloc_cstr(b"/tmp/hello");
-//! let flags = u64::from(oflag::O_CREAT | oflag::O_RDWR);
-//! let [fd, _] = k.syscall(p, sys::OPEN, &args(&[path, flags, 0o644]), &*port).unwrap();
-//! assert_eq!(fd, 3, "0, 1 and 2 are the console");
-//! let msg = port.alloc(b"hi".to_vec());
-//! assert_eq!(k.syscall(p, sys::WRITE, &args(&[fd as u64, msg, 2]), &*port), Ok([2, 0]));
-//! assert_eq!(k.syscall(p, sys::GETPID, &[], &*port), Ok([2, 1]));
+//! let c = Client::connect(&url)?;
+//! c.write_file("/tmp/hello", b"hi\n")?;
+//! assert_eq!(c.read_file("/tmp/hello")?, b"hi\n");
+//! assert_eq!(kernel.process_count(), 1, "the client's process (init aside)");
+//! drop(c);
+//! server.stop()?;
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! The model behaves like a stock NetBSD rump kernel (`rump_server
+//! -lrumpvfs -lrumpfs_tmpfs`) wherever a sysproxy client can tell, and
+//! sp-testkit's `tests/rump_differential.rs` checks that side by side with
+//! a real one (set `SP_RUMP_PREFIX`). It has a process table (pid 1 is the
+//! kernel's own `init`, guests and forks get pids from 2 up), per-process
+//! descriptor tables, current directories and umasks, file systems (a
+//! rumpfs root with `/dev/null`, `/dev/zero` and `/tmp`, and tmpfs mounts),
+//! pipes that block and wake, and a console. Syscall numbers, argument
+//! blocks, errno values, flags, `struct stat` and `struct dirent` are
+//! NetBSD's. [`ModelKernel::new`] also mounts a tmpfs on `/tmp`, as a test
+//! set-up on a stock kernel would; [`Boot`] can leave it out. Its unit
+//! tests (`tests/model/`) call it directly, with sp-testkit's in-memory
+//! client port in place of a socket.
 //!
 //! # Locks
 //!
@@ -87,7 +94,7 @@
 //!   `EFBIG` with a SIGXFSZ (25) to the caller, before any COPYIN.
 //! - `ftruncate`/`truncate`: a negative length is `EINVAL` before anything
 //!   else. `st_rdev` is `NODEV` (all ones) for anything but a device.
-//! - Pipes: 16384 bytes (PIPE_SIZE), grown to 64 KiB by a
+//! - Pipes: 16384 bytes ([`PIPE_SIZE`]), grown to 64 KiB by a
 //!   write of more than that into an empty pipe (32 such pipes at most in a
 //!   kernel); fstat of the write end shows no bytes.
 //! - link, symlink, readlink, chmod, fchmod, truncate, `__utimes50`
@@ -144,7 +151,7 @@
 //! - Transfers above 1 MiB are split into several COPYINs or COPYOUTs. A
 //!   write that fails part-way returns the error (as NetBSD does, except
 //!   that `EINTR`/`EAGAIN` after some bytes return the count).
-//! - Pipe writers wait for room, writes of up to 512 bytes (PIPE_BUF) are
+//! - Pipe writers wait for room, writes of up to 512 bytes ([`PIPE_BUF`]) are
 //!   atomic; O_NONBLOCK gives `EAGAIN`.
 //! - `__getcwd` returns the length including the NUL, as NetBSD; `ERANGE`
 //!   if the buffer is shorter.
@@ -157,11 +164,9 @@ mod file;
 mod fs;
 mod pipe;
 mod proc;
+pub mod stub;
 mod sys;
 mod uio;
-
-#[cfg(test)]
-mod tests;
 
 use file::{FdEntry, FdTable, FileObj, OpenFile};
 use fs::Fs;
@@ -177,6 +182,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::FD_LIMIT;
+pub use pipe::{BIG_PIPE_SIZE, MAX_BIG_PIPES, PIPE_BUF, PIPE_SIZE};
 pub use sys::num;
 
 /// The pid of the kernel's own process.

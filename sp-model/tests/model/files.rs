@@ -1,7 +1,7 @@
 //! Regular files, /dev/null, stat.
 
 use super::{args, T};
-use crate::model::ModelKernel;
+use sp_model::ModelKernel;
 use sp_proto::abi::{misc, mode, oflag, sys, Errno, Stat};
 use sp_server::Kernel;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! Pipes: data, EOF, EPIPE, blocking and waking across threads.
 
 use super::{T, WAIT};
-use crate::model::pipe::{BIG_PIPE_SIZE, MAX_BIG_PIPES, PIPE_BUF, PIPE_SIZE};
 use crossbeam_channel::bounded;
+use sp_model::{BIG_PIPE_SIZE, MAX_BIG_PIPES, PIPE_BUF, PIPE_SIZE};
 use sp_proto::abi::{fcntl, mode, oflag, sig, sys, Errno};
 use sp_server::Kernel;
 use std::thread;

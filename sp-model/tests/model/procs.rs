@@ -2,11 +2,11 @@
 //! umask inheritance, and the no-lock-across-the-client rule.
 
 use super::{args, T, WAIT};
-use crate::memport::MemPort;
-use crate::model::{ModelKernel, ProcInfo};
 use crossbeam_channel::bounded;
+use sp_model::{ModelKernel, ProcInfo};
 use sp_proto::abi::{fcntl, misc, oflag, sig, sys, Errno};
 use sp_server::{Kernel, ProcId};
+use sp_testkit::memport::MemPort;
 use std::sync::Arc;
 use std::thread;
 

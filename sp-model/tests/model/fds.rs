@@ -1,7 +1,7 @@
 //! Descriptor tables: close, dup, dup2, dup3, fcntl, limits.
 
 use super::T;
-use crate::model::{num, FD_LIMIT};
+use sp_model::{num, FD_LIMIT};
 use sp_proto::abi::{fcntl, mode, oflag, sys, Errno};
 
 #[test]

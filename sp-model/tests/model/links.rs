@@ -2,7 +2,7 @@
 //! stock rump kernel has that the model used to answer with ENOSYS.
 
 use super::T;
-use crate::model::{num, Boot, ModelKernel};
+use sp_model::{num, Boot, ModelKernel};
 use sp_proto::abi::{mode, oflag, sys, Errno, Stat};
 use std::sync::Arc;
 

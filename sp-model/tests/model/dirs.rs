@@ -1,7 +1,7 @@
 //! Directories, path resolution, rename, cwd, getdents.
 
 use super::T;
-use crate::model::{num, Boot, ModelKernel};
+use sp_model::{num, Boot, ModelKernel};
 use sp_proto::abi::{dt, mode, oflag, sys, Dirent, Errno};
 use std::sync::Arc;
 
