@@ -3,8 +3,9 @@
 //! This crate knows the bytes and nothing else: no sockets, threads or
 //! clocks. It holds the 24-byte frame header and fixed bodies as `zerocopy`
 //! structs, a typed [`Message`] for every frame either side sends, an
-//! incremental [`Deframer`] with a length limit, the [`Banner`], and the
-//! NetBSD ABI numbers that cross the wire ([`abi`]).
+//! incremental [`Deframer`] with a length limit, the [`Banner`], the
+//! NetBSD ABI numbers and structures that cross the wire ([`abi`]), and the
+//! syscall argument block ([`args`]).
 //!
 //! ```
 //! use sp_proto::{Deframer, Message, DEFAULT_MAX_FRAME};
@@ -29,6 +30,7 @@ compile_error!(
 );
 
 pub mod abi;
+pub mod args;
 mod banner;
 mod deframe;
 pub mod ext;
@@ -36,6 +38,7 @@ mod msg;
 pub mod wire;
 
 pub use abi::{Errno, SysResult};
+pub use args::Args;
 pub use banner::{Banner, BannerError, MAX_BANNER, PROTO_MAJOR, PROTO_MINOR};
 pub use deframe::{DecodeError, Deframer, Frame, DEFAULT_MAX_FRAME};
 pub use msg::{comm_name, BodyError, Cookie, Encoded, Handshake, Message, COOKIE_LEN, MAX_HEAD};
