@@ -1,5 +1,6 @@
-//! The NetBSD ABI facts that cross the wire: errno values, signal numbers,
-//! syscall numbers, open and fcntl flags, `struct stat` and `struct dirent`.
+//! The NetBSD ABI facts that cross the wire: errno values, signal numbers
+//! ([`Signal`]), syscall numbers ([`Sysnum`]), open and fcntl flags,
+//! `struct stat`, `struct dirent` and `struct iovec`.
 //!
 //! These are NetBSD's numbers, not the host's: a server answers with them and
 //! a client translates them where it touches the host.
@@ -77,67 +78,178 @@ impl std::error::Error for Errno {}
 /// Result of a system call: the two return values, or an errno.
 pub type SysResult = Result<[i64; 2], Errno>;
 
-/// NetBSD signal numbers.
-pub mod sig {
-    /// Hangup.
-    pub const SIGHUP: u32 = 1;
-    /// Interrupt.
-    pub const SIGINT: u32 = 2;
-    /// Quit.
-    pub const SIGQUIT: u32 = 3;
-    /// Kill.
-    pub const SIGKILL: u32 = 9;
-    /// Broken pipe.
-    pub const SIGPIPE: u32 = 13;
-    /// Alarm.
-    pub const SIGALRM: u32 = 14;
-    /// Terminate.
-    pub const SIGTERM: u32 = 15;
-    /// Child status changed.
-    pub const SIGCHLD: u32 = 20;
-    /// User signal 1.
-    pub const SIGUSR1: u32 = 30;
-    /// User signal 2.
-    pub const SIGUSR2: u32 = 31;
+open_code! {
+    /// A NetBSD signal number (the `signo` of a RAISE request, kill(2)'s
+    /// argument). The names are the signals the protocol's kernels raise;
+    /// any other number is carried as is.
+    Signal(u32) {
+        /// Hangup.
+        SIGHUP = 1 => "SIGHUP",
+        /// Interrupt.
+        SIGINT = 2 => "SIGINT",
+        /// Quit.
+        SIGQUIT = 3 => "SIGQUIT",
+        /// Kill.
+        SIGKILL = 9 => "SIGKILL",
+        /// Broken pipe.
+        SIGPIPE = 13 => "SIGPIPE",
+        /// Alarm.
+        SIGALRM = 14 => "SIGALRM",
+        /// Terminate.
+        SIGTERM = 15 => "SIGTERM",
+        /// Child status changed.
+        SIGCHLD = 20 => "SIGCHLD",
+        /// User signal 1.
+        SIGUSR1 = 30 => "SIGUSR1",
+        /// User signal 2.
+        SIGUSR2 = 31 => "SIGUSR2",
+    }
 }
 
-/// NetBSD syscall numbers used by the model kernel and the client wrappers.
+open_code! {
+    /// A NetBSD syscall number (the `sysnum` of a SYSCALL request): the
+    /// calls the model kernel and the client wrappers know, named by the C
+    /// function that makes them (`stat`, not `__stat50`). Any other number
+    /// is carried as is.
+    Sysnum(u32) {
+        /// `read`
+        READ = 3 => "read",
+        /// `write`
+        WRITE = 4 => "write",
+        /// `open`
+        OPEN = 5 => "open",
+        /// `close`
+        CLOSE = 6 => "close",
+        /// `unlink`
+        UNLINK = 10 => "unlink",
+        /// `chdir`
+        CHDIR = 12 => "chdir",
+        /// `fchdir`
+        FCHDIR = 13 => "fchdir",
+        /// `getpid`
+        GETPID = 20 => "getpid",
+        /// `access`
+        ACCESS = 33 => "access",
+        /// `kill`
+        KILL = 37 => "kill",
+        /// `getppid`
+        GETPPID = 39 => "getppid",
+        /// `dup`
+        DUP = 41 => "dup",
+        /// `pipe`
+        PIPE = 42 => "pipe",
+        /// `umask`
+        UMASK = 60 => "umask",
+        /// `dup2`
+        DUP2 = 90 => "dup2",
+        /// `fcntl`
+        FCNTL = 92 => "fcntl",
+        /// `fsync`
+        FSYNC = 95 => "fsync",
+        /// `readv`
+        READV = 120 => "readv",
+        /// `writev`
+        WRITEV = 121 => "writev",
+        /// `rename`
+        RENAME = 128 => "rename",
+        /// `mkdir`
+        MKDIR = 136 => "mkdir",
+        /// `rmdir`
+        RMDIR = 137 => "rmdir",
+        /// `pread`
+        PREAD = 173 => "pread",
+        /// `pwrite`
+        PWRITE = 174 => "pwrite",
+        /// `mmap`
+        MMAP = 197 => "mmap",
+        /// `lseek`
+        LSEEK = 199 => "lseek",
+        /// `ftruncate`
+        FTRUNCATE = 201 => "ftruncate",
+        /// `getcwd` (`__getcwd`)
+        GETCWD = 296 => "getcwd",
+        /// `getdents` (`__getdents30`)
+        GETDENTS = 390 => "getdents",
+        /// `stat` (`__stat50`)
+        STAT = 439 => "stat",
+        /// `fstat` (`__fstat50`)
+        FSTAT = 440 => "fstat",
+        /// `lstat` (`__lstat50`)
+        LSTAT = 441 => "lstat",
+        /// `pipe2`
+        PIPE2 = 453 => "pipe2",
+        /// `dup3`
+        DUP3 = 454 => "dup3",
+    }
+}
+
+/// NetBSD signal numbers as plain integers: the values of [`Signal`]'s
+/// constants.
+pub mod sig {
+    use super::Signal;
+
+    /// Hangup.
+    pub const SIGHUP: u32 = Signal::SIGHUP.0;
+    /// Interrupt.
+    pub const SIGINT: u32 = Signal::SIGINT.0;
+    /// Quit.
+    pub const SIGQUIT: u32 = Signal::SIGQUIT.0;
+    /// Kill.
+    pub const SIGKILL: u32 = Signal::SIGKILL.0;
+    /// Broken pipe.
+    pub const SIGPIPE: u32 = Signal::SIGPIPE.0;
+    /// Alarm.
+    pub const SIGALRM: u32 = Signal::SIGALRM.0;
+    /// Terminate.
+    pub const SIGTERM: u32 = Signal::SIGTERM.0;
+    /// Child status changed.
+    pub const SIGCHLD: u32 = Signal::SIGCHLD.0;
+    /// User signal 1.
+    pub const SIGUSR1: u32 = Signal::SIGUSR1.0;
+    /// User signal 2.
+    pub const SIGUSR2: u32 = Signal::SIGUSR2.0;
+}
+
+/// NetBSD syscall numbers as plain integers: the values of [`Sysnum`]'s
+/// constants.
 pub mod sys {
     #![allow(missing_docs)]
-    pub const READ: u32 = 3;
-    pub const WRITE: u32 = 4;
-    pub const OPEN: u32 = 5;
-    pub const CLOSE: u32 = 6;
-    pub const UNLINK: u32 = 10;
-    pub const CHDIR: u32 = 12;
-    pub const FCHDIR: u32 = 13;
-    pub const GETPID: u32 = 20;
-    pub const ACCESS: u32 = 33;
-    pub const KILL: u32 = 37;
-    pub const GETPPID: u32 = 39;
-    pub const DUP: u32 = 41;
-    pub const PIPE: u32 = 42;
-    pub const UMASK: u32 = 60;
-    pub const DUP2: u32 = 90;
-    pub const FCNTL: u32 = 92;
-    pub const FSYNC: u32 = 95;
-    pub const READV: u32 = 120;
-    pub const WRITEV: u32 = 121;
-    pub const RENAME: u32 = 128;
-    pub const MKDIR: u32 = 136;
-    pub const RMDIR: u32 = 137;
-    pub const PREAD: u32 = 173;
-    pub const PWRITE: u32 = 174;
-    pub const MMAP: u32 = 197;
-    pub const LSEEK: u32 = 199;
-    pub const FTRUNCATE: u32 = 201;
-    pub const GETCWD: u32 = 296;
-    pub const GETDENTS: u32 = 390;
-    pub const STAT: u32 = 439;
-    pub const FSTAT: u32 = 440;
-    pub const LSTAT: u32 = 441;
-    pub const DUP3: u32 = 454;
-    pub const PIPE2: u32 = 453;
+    use super::Sysnum;
+
+    pub const READ: u32 = Sysnum::READ.0;
+    pub const WRITE: u32 = Sysnum::WRITE.0;
+    pub const OPEN: u32 = Sysnum::OPEN.0;
+    pub const CLOSE: u32 = Sysnum::CLOSE.0;
+    pub const UNLINK: u32 = Sysnum::UNLINK.0;
+    pub const CHDIR: u32 = Sysnum::CHDIR.0;
+    pub const FCHDIR: u32 = Sysnum::FCHDIR.0;
+    pub const GETPID: u32 = Sysnum::GETPID.0;
+    pub const ACCESS: u32 = Sysnum::ACCESS.0;
+    pub const KILL: u32 = Sysnum::KILL.0;
+    pub const GETPPID: u32 = Sysnum::GETPPID.0;
+    pub const DUP: u32 = Sysnum::DUP.0;
+    pub const PIPE: u32 = Sysnum::PIPE.0;
+    pub const UMASK: u32 = Sysnum::UMASK.0;
+    pub const DUP2: u32 = Sysnum::DUP2.0;
+    pub const FCNTL: u32 = Sysnum::FCNTL.0;
+    pub const FSYNC: u32 = Sysnum::FSYNC.0;
+    pub const READV: u32 = Sysnum::READV.0;
+    pub const WRITEV: u32 = Sysnum::WRITEV.0;
+    pub const RENAME: u32 = Sysnum::RENAME.0;
+    pub const MKDIR: u32 = Sysnum::MKDIR.0;
+    pub const RMDIR: u32 = Sysnum::RMDIR.0;
+    pub const PREAD: u32 = Sysnum::PREAD.0;
+    pub const PWRITE: u32 = Sysnum::PWRITE.0;
+    pub const MMAP: u32 = Sysnum::MMAP.0;
+    pub const LSEEK: u32 = Sysnum::LSEEK.0;
+    pub const FTRUNCATE: u32 = Sysnum::FTRUNCATE.0;
+    pub const GETCWD: u32 = Sysnum::GETCWD.0;
+    pub const GETDENTS: u32 = Sysnum::GETDENTS.0;
+    pub const STAT: u32 = Sysnum::STAT.0;
+    pub const FSTAT: u32 = Sysnum::FSTAT.0;
+    pub const LSTAT: u32 = Sysnum::LSTAT.0;
+    pub const PIPE2: u32 = Sysnum::PIPE2.0;
+    pub const DUP3: u32 = Sysnum::DUP3.0;
 }
 
 /// NetBSD open(2) flags.
@@ -299,6 +411,91 @@ impl Stat {
     /// Parses the structure from exactly 152 bytes (or a longer prefix).
     pub fn from_bytes(b: &[u8]) -> Option<Stat> {
         Stat::read_from_prefix(b).ok().map(|(s, _)| s)
+    }
+}
+
+/// NetBSD LP64 `struct iovec`, 16 bytes: a buffer's address in the
+/// client and its length. readv(2) and writev(2) take an array of them.
+///
+/// ```
+/// use sp_proto::abi::Iovec;
+/// use zerocopy::IntoBytes;
+///
+/// let iov = [Iovec::new(0x1000, 5), Iovec::new(0x2000, 0)];
+/// let bytes = iov.as_bytes();
+/// assert_eq!(bytes.len(), 32);
+/// assert_eq!(Iovec::slice(bytes), Some(&iov[..]));
+/// assert_eq!(Iovec::slice(&bytes[..31]), None);
+/// assert_eq!(Iovec::prefix(bytes, 1), Some(&iov[..1]));
+/// assert_eq!(Iovec::array_bytes(&iov), bytes);
+/// ```
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Default,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct Iovec {
+    /// Address of the buffer (`void *iov_base`).
+    pub iov_base: U64,
+    /// Its length in bytes (`size_t iov_len`).
+    pub iov_len: U64,
+}
+
+const _: () = assert!(core::mem::size_of::<Iovec>() == Iovec::SIZE);
+
+impl Iovec {
+    /// Size of the structure on the wire.
+    pub const SIZE: usize = 16;
+
+    /// The record for `len` bytes at `base`.
+    pub fn new(base: u64, len: u64) -> Iovec {
+        Iovec {
+            iov_base: U64::new(base),
+            iov_len: U64::new(len),
+        }
+    }
+
+    /// Address of the buffer.
+    pub fn base(&self) -> u64 {
+        self.iov_base.get()
+    }
+
+    /// Length of the buffer.
+    pub fn len(&self) -> u64 {
+        self.iov_len.get()
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes of an array of records, as they cross the wire.
+    pub fn array_bytes(iov: &[Iovec]) -> &[u8] {
+        iov.as_bytes()
+    }
+
+    /// `bytes` read as an array of records, without copying; `None` unless
+    /// its length is a multiple of 16.
+    pub fn slice(bytes: &[u8]) -> Option<&[Iovec]> {
+        <[Iovec]>::ref_from_bytes(bytes).ok()
+    }
+
+    /// The first `count` records of `bytes`, without copying; `None` if
+    /// `bytes` is shorter than that (or `count * 16` overflows).
+    pub fn prefix(bytes: &[u8], count: usize) -> Option<&[Iovec]> {
+        <[Iovec]>::ref_from_prefix_with_elems(bytes, count)
+            .ok()
+            .map(|(iov, _)| iov)
     }
 }
 
