@@ -6,7 +6,7 @@
 //! server's is held while a kernel method runs, and a port method that waits
 //! for the client holds none either.
 
-use crate::segments::Segments;
+use crate::core::Segments;
 use sp_proto::abi::{Errno, SysResult};
 use std::sync::Arc;
 
@@ -193,38 +193,6 @@ impl Carried<'_> {
     }
 }
 
-/// A syscall argument block: one 8-byte little-endian slot per argument.
-#[derive(Clone, Copy, Debug)]
-pub struct Args<'a>(pub &'a [u8]);
-
-impl<'a> Args<'a> {
-    /// Slot `i` as an unsigned 64-bit value; `EFAULT` if the block is too
-    /// short (never a read past the bytes received).
-    pub fn u64(&self, i: usize) -> Result<u64, Errno> {
-        let off = i.checked_mul(8).ok_or(Errno::EFAULT)?;
-        let slot = self.0.get(off..off + 8).ok_or(Errno::EFAULT)?;
-        let mut b = [0u8; 8];
-        b.copy_from_slice(slot);
-        Ok(u64::from_le_bytes(b))
-    }
-
-    /// Slot `i` as a C `int` (the low 32 bits, sign-extended).
-    pub fn i32(&self, i: usize) -> Result<i32, Errno> {
-        Ok(self.u64(i)? as u32 as i32)
-    }
-
-    /// Slot `i` as an unsigned C `int` or flags word (the low 32 bits).
-    pub fn u32(&self, i: usize) -> Result<u32, Errno> {
-        Ok(self.u64(i)? as u32)
-    }
-
-    /// Slot `i` as an `off_t` / `ssize_t`.
-    pub fn i64(&self, i: usize) -> Result<i64, Errno> {
-        Ok(self.u64(i)? as i64)
-    }
-
-    /// Slot `i` as a `size_t`, capped to `usize`.
-    pub fn usize(&self, i: usize) -> Result<usize, Errno> {
-        usize::try_from(self.u64(i)?).map_err(|_| Errno::EINVAL)
-    }
-}
+/// A syscall argument block: one 8-byte little-endian slot per argument
+/// (the codec is `sp_proto`'s, shared with the client).
+pub use sp_proto::args::Args;

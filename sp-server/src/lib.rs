@@ -23,17 +23,14 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod conn;
+pub mod core;
+mod driver;
 pub mod kernel;
-mod pool;
-mod prefork;
-mod segments;
-mod server;
 
 pub use config::{Config, IpNet};
+pub use driver::pool::PoolStats;
+pub use driver::server::{RunningServer, Server, ServerError, ServerHandle, Stats};
 pub use kernel::{Args, Carried, ClientPort, Kernel, Port, ProcId};
-pub use pool::PoolStats;
-pub use server::{RunningServer, Server, ServerError, ServerHandle, Stats};
 /// The errno type and call result the [`Kernel`] trait speaks (NetBSD's
 /// numbers), re-exported so a kernel needs no direct `sp-proto` dependency.
 pub use sp_proto::abi::{Errno, SysResult};

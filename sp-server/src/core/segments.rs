@@ -42,9 +42,11 @@ struct Inner {
     descs: Vec<Desc>,
 }
 
-/// The segments of one call.
+/// The segments one SYSCALL_SEG request carried: opaque outside the
+/// server; a driver hands them from [`Call`](crate::core::Call) to the
+/// call's port.
 #[derive(Debug)]
-pub(crate) struct Segments {
+pub struct Segments {
     inner: Mutex<Inner>,
 }
 

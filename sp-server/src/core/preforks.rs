@@ -8,11 +8,16 @@
 //! OS random source and are compared in constant time; the map is keyed by
 //! a secretly keyed hash of the cookie, so lookup timing tells an attacker
 //! nothing about the stored cookies.
+//!
+//! Expiry is O(1) per prefork: every prefork lives the same `ttl`, so
+//! their deadlines arrive in the order they were registered, and a queue
+//! in that order (with claimed preforks skipped when they reach its front)
+//! gives the next deadline and the expired ones without a scan.
 
 use crate::kernel::ProcId;
 use sp_proto::Cookie;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,8 @@ struct Entry {
     cookie: Cookie,
     proc: ProcId,
     owner: u64,
-    expires: Instant,
+    /// Registration number, to find the entry from the expiry queue.
+    serial: u64,
 }
 
 /// Why a prefork could not be registered.
@@ -34,6 +40,10 @@ pub(crate) enum PreforkError {
 
 pub(crate) struct Registry {
     by_hash: HashMap<u64, Vec<Entry>>,
+    /// (deadline, cookie hash, serial) in registration order, so in
+    /// deadline order; entries claimed meanwhile are skipped.
+    expiry: VecDeque<(Instant, u64, u64)>,
+    next_serial: u64,
     per_owner: HashMap<u64, usize>,
     hasher: RandomState,
     cap: usize,
@@ -53,6 +63,8 @@ impl Registry {
     pub(crate) fn new(cap: usize, ttl: Duration) -> Registry {
         Registry {
             by_hash: HashMap::new(),
+            expiry: VecDeque::new(),
+            next_serial: 0,
             per_owner: HashMap::new(),
             hasher: RandomState::new(),
             cap,
@@ -83,12 +95,15 @@ impl Registry {
         let mut cookie = [0u8; 16];
         getrandom::fill(&mut cookie).map_err(|_| PreforkError::Random)?;
         let h = self.hasher.hash_one(cookie);
+        let serial = self.next_serial;
+        self.next_serial += 1;
         self.by_hash.entry(h).or_default().push(Entry {
             cookie,
             proc,
             owner,
-            expires: now + self.ttl,
+            serial,
         });
+        self.expiry.push_back((now + self.ttl, h, serial));
         *self.per_owner.entry(owner).or_default() += 1;
         self.len += 1;
         Ok(cookie)
@@ -119,34 +134,59 @@ impl Registry {
             self.by_hash.remove(&h);
         }
         self.forget_owner(e.owner);
+        self.compact();
         Some(e.proc)
     }
 
+    /// Drops claimed preforks from the expiry queue once they are most of
+    /// it, so a client that forks fast does not grow it for a whole `ttl`;
+    /// amortised O(1) per claim.
+    fn compact(&mut self) {
+        if self.expiry.len() <= 2 * self.len + 64 {
+            return;
+        }
+        let by_hash = &self.by_hash;
+        self.expiry.retain(|&(_, h, serial)| {
+            by_hash
+                .get(&h)
+                .is_some_and(|b| b.iter().any(|e| e.serial == serial))
+        });
+    }
+
     /// Removes every prefork expired at `now`; returns their processes.
+    /// Touches only the expired ones (and claimed ones that were ahead of
+    /// them in the queue).
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<ProcId> {
         let mut gone = Vec::new();
-        let mut owners = Vec::new();
-        self.by_hash.retain(|_, bucket| {
-            bucket.retain(|e| {
-                if e.expires <= now {
-                    gone.push(e.proc);
-                    owners.push(e.owner);
-                    false
-                } else {
-                    true
-                }
-            });
-            !bucket.is_empty()
-        });
-        for o in owners {
-            self.forget_owner(o);
+        while let Some(&(deadline, h, serial)) = self.expiry.front() {
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop_front();
+            let Some(bucket) = self.by_hash.get_mut(&h) else {
+                continue; // claimed
+            };
+            let Some(i) = bucket.iter().position(|e| e.serial == serial) else {
+                continue; // claimed
+            };
+            let e = bucket.swap_remove(i);
+            if bucket.is_empty() {
+                self.by_hash.remove(&h);
+            }
+            self.forget_owner(e.owner);
+            gone.push(e.proc);
         }
         gone
     }
 
-    /// The earliest expiry, if any prefork waits.
+    /// The earliest expiry, if any prefork waits: the front of the queue
+    /// (it may belong to a prefork claimed since; waking for it then finds
+    /// nothing to do, once).
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.by_hash.values().flatten().map(|e| e.expires).min()
+        if self.len == 0 {
+            return None;
+        }
+        self.expiry.front().map(|e| e.0)
     }
 
     /// Removes everything (server shutdown).
@@ -158,6 +198,7 @@ impl Registry {
             .map(|e| e.proc)
             .collect();
         self.per_owner.clear();
+        self.expiry.clear();
         self.len = 0;
         all
     }
@@ -197,5 +238,23 @@ mod tests {
         assert!(r.has_room(1));
         assert_eq!(r.len(), 1);
         assert_eq!(r.drain(), vec![ProcId(4)]);
+    }
+
+    #[test]
+    fn claimed_preforks_neither_expire_nor_pile_up() {
+        let now = Instant::now();
+        let mut r = Registry::new(1, Duration::from_secs(5));
+        for i in 0..10_000 {
+            let c = r.insert(i, ProcId(i), now).unwrap();
+            assert_eq!(r.take(&c), Some(ProcId(i)));
+        }
+        assert!(r.expiry.len() <= 64, "queue holds {}", r.expiry.len());
+        let kept = r.insert(1, ProcId(1), now).unwrap();
+        let claimed = r.insert(2, ProcId(2), now).unwrap();
+        r.take(&claimed);
+        assert_eq!(r.expire(now + Duration::from_secs(5)), vec![ProcId(1)]);
+        assert_eq!(r.take(&kept), None);
+        assert_eq!(r.next_expiry(), None);
+        assert_eq!(r.len(), 0);
     }
 }

@@ -1,11 +1,13 @@
-//! One client connection as the worker threads see it: the send side with
-//! its bounded queue, the table of kernel threads waiting for the client's
-//! answers, and the process bookkeeping that exec and disconnect need.
+//! One client connection as the driver's threads see it: the send side
+//! with its bounded queue, the table of kernel threads waiting for the
+//! client's answers, and the ports a kernel reaches the client through.
+//! The protocol state (phase, process, calls in flight, exec) is the
+//! core's; a call's completion goes back to it through [`Completions`].
 
-use crate::kernel::{ClientPort, Kernel, ProcId};
-use crate::segments::Segments;
+use crate::core::{ConnHandle, Delivery, Done, DropReason, Segments};
+use crate::kernel::ClientPort;
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Token, Waker};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use sp_proto::{Errno, Message, SysResult};
@@ -13,7 +15,7 @@ use sp_transport::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,29 +69,50 @@ struct SendState {
     /// Shut the socket down once the queue is empty.
     close_after_flush: bool,
     closed: bool,
-    /// Why the send side dropped the client, for the loop's log line.
-    drop_reason: Option<String>,
+    /// Why the send side dropped the client, for the core.
+    drop_reason: Option<DropReason>,
     /// A worker is writing a frame straight from its own buffer, outside
     /// the lock; nobody else writes to the socket meanwhile.
     streaming: bool,
 }
 
-/// Process bookkeeping of a connection, changed by the loop and the workers.
-#[derive(Default)]
-pub(crate) struct ProcState {
-    pub(crate) proc: Option<ProcId>,
-    /// Syscalls dispatched and not yet answered.
-    pub(crate) inflight: usize,
-    /// An exec waiting for the in-flight calls to drain: (reqno, comm).
-    pub(crate) exec: Option<(u64, Vec<u8>)>,
-    pub(crate) released: bool,
+/// Where workers leave their calls' completions for the event loop,
+/// which hands them to the core at its next turn. The loop is woken only
+/// for a connection whose core waits on its calls (an exec, a teardown):
+/// every other completion rides along with the loop's next wakeup, which
+/// the client's next request brings anyway.
+pub(crate) struct Completions {
+    done: Mutex<Vec<Done>>,
+    waker: Waker,
+    /// System calls handed to the driver and not yet done (a counter for
+    /// `Stats`, kept current without waking the loop).
+    pub(crate) syscalls: AtomicUsize,
+}
+
+impl Completions {
+    pub(crate) fn new(waker: Waker) -> Completions {
+        Completions {
+            done: Mutex::new(Vec::new()),
+            waker,
+            syscalls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Swaps the completions left so far into `out` (empty on entry).
+    pub(crate) fn take(&self, out: &mut Vec<Done>) {
+        std::mem::swap(&mut *self.done.lock(), out);
+    }
+
+    pub(crate) fn wake(&self) {
+        let _ = self.waker.wake();
+    }
 }
 
 /// The shared half of a connection.
 pub(crate) struct Conn {
     pub(crate) token: Token,
-    /// Unique for the server's lifetime (tokens and addresses are reused).
-    pub(crate) id: u64,
+    /// The core's name for it.
+    pub(crate) handle: ConnHandle,
     pub(crate) stream: Stream,
     registry: Arc<Registry>,
     send: Mutex<SendState>,
@@ -105,31 +128,26 @@ pub(crate) struct Conn {
     waiters: Mutex<HashMap<u64, Waiter>>,
     next_reqno: AtomicU64,
     pub(crate) dead: AtomicBool,
-    /// Calls holding a worker (for the per-client cap).
-    pub(crate) busy: AtomicUsize,
-    /// Segment bytes held by this client's calls in flight (for the
-    /// per-client cap).
-    pub(crate) seg_bytes: AtomicUsize,
-    /// The extension features agreed with this client's image (0 until it
-    /// sends EXT_HELLO, and again after an exec).
-    pub(crate) ext: AtomicU32,
-    pub(crate) procs: Mutex<ProcState>,
+    /// The core waits on this connection's calls (an exec or a teardown):
+    /// a completion wakes the loop.
+    pub(crate) watch: AtomicBool,
+    completions: Arc<Completions>,
     /// Process name and pid for log lines, set at handshake.
     pub(crate) ident: Mutex<(i32, String)>,
 }
 
 impl Conn {
     pub(crate) fn new(
-        token: Token,
+        handle: ConnHandle,
         stream: Stream,
         registry: Arc<Registry>,
+        completions: Arc<Completions>,
         send_limit: usize,
         stall: Duration,
     ) -> Conn {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Conn {
-            token,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            token: Token(handle.index()),
+            handle,
             stream,
             registry,
             send: Mutex::new(SendState::default()),
@@ -140,10 +158,8 @@ impl Conn {
             waiters: Mutex::new(HashMap::new()),
             next_reqno: AtomicU64::new(0),
             dead: AtomicBool::new(false),
-            busy: AtomicUsize::new(0),
-            seg_bytes: AtomicUsize::new(0),
-            ext: AtomicU32::new(0),
-            procs: Mutex::new(ProcState::default()),
+            watch: AtomicBool::new(false),
+            completions,
             ident: Mutex::new((0, String::new())),
         }
     }
@@ -187,7 +203,7 @@ impl Conn {
     /// limit ends the connection.
     pub(crate) fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
         let enc = msg.encode();
-        self.send_parts(enc.head(), enc.payload, false)
+        self.send_parts(enc.head(), enc.payload, false, None)
     }
 
     /// Writes one frame from a worker thread, which may wait: what the
@@ -197,13 +213,24 @@ impl Conn {
     /// to a client that reads steadily always gets through.
     pub(crate) fn send_waiting(&self, msg: &Message<'_>) -> Result<(), Errno> {
         let enc = msg.encode();
-        self.send_parts(enc.head(), enc.payload, true)
+        self.send_parts(enc.head(), enc.payload, true, None)
     }
 
     /// Queues or writes `head` then `payload` as one unit; `wait` as in
-    /// [`Conn::send_waiting`].
-    pub(crate) fn send_parts(&self, head: &[u8], payload: &[u8], wait: bool) -> Result<(), Errno> {
+    /// [`Conn::send_waiting`]. A call's completion `done` is handed to the
+    /// loop once this frame's place in the stream is taken (under the
+    /// send lock, before its first byte): whatever the loop sends because
+    /// the call is done (an exec's answer) goes after it, and a client
+    /// that has read it finds its slot free.
+    pub(crate) fn send_parts(
+        &self,
+        head: &[u8],
+        payload: &[u8],
+        wait: bool,
+        done: Option<Done>,
+    ) -> Result<(), Errno> {
         let mut st = self.send.lock();
+        let mut done = done;
         let total = head.len() + payload.len();
         if wait {
             // Someone is ahead: wait for them rather than grow the queue
@@ -237,23 +264,23 @@ impl Conn {
                     // Dropped only if nothing at all went out meanwhile.
                     let now = self.sent.load(Ordering::Relaxed);
                     if now == seen {
-                        let why = format!("client read nothing for {:?}", self.stall);
-                        return self.fail_send(&mut st, &why);
+                        self.complete(done.take());
+                        return self.fail_send(&mut st, DropReason::SendStalled(self.stall));
                     }
                     seen = now;
                     deadline = Some(Instant::now() + self.stall);
                 }
             }
         }
+        self.complete(done.take());
         if st.closed {
             return Err(Errno::ENOTCONN);
         }
         let mut written = 0;
         if st.queue.is_empty() && !st.streaming {
             if !wait {
-                match self.write_some(head, payload, &mut written) {
-                    Ok(()) => {}
-                    Err(why) => return self.fail_send(&mut st, &why),
+                if let Err(why) = self.write_some(head, payload, &mut written) {
+                    return self.fail_send(&mut st, why);
                 }
             }
             if written < total && wait {
@@ -268,7 +295,7 @@ impl Conn {
                 st.streaming = false;
                 self.drained.notify_all();
                 if let Err(why) = res {
-                    return self.fail_send(&mut st, &why);
+                    return self.fail_send(&mut st, why);
                 }
                 if !st.queue.is_empty() {
                     // Frames queued meanwhile: the loop writes them.
@@ -291,11 +318,7 @@ impl Conn {
             st.queued += rest.len();
             st.queue.push_back(rest);
             if st.queued > self.send_limit {
-                let why = format!(
-                    "send queue over {} bytes (client not reading)",
-                    self.send_limit
-                );
-                return self.fail_send(&mut st, &why);
+                return self.fail_send(&mut st, DropReason::SendQueueFull(self.send_limit));
             }
             if !st.want_write || st.streaming {
                 st.want_write = true;
@@ -311,7 +334,12 @@ impl Conn {
 
     /// Writes what the socket takes now of `head` then `payload`, from
     /// offset `*written`, without waiting. `Err` is why the socket failed.
-    fn write_some(&self, head: &[u8], payload: &[u8], written: &mut usize) -> Result<(), String> {
+    fn write_some(
+        &self,
+        head: &[u8],
+        payload: &[u8],
+        written: &mut usize,
+    ) -> Result<(), DropReason> {
         let total = head.len() + payload.len();
         while *written < total {
             let res = if *written < head.len() && payload.is_empty() {
@@ -325,14 +353,14 @@ impl Conn {
                 (&self.stream).write(&payload[*written - head.len()..])
             };
             match res {
-                Ok(0) => return Err("socket closed".into()),
+                Ok(0) => return Err(DropReason::Io(io::ErrorKind::WriteZero)),
                 Ok(n) => {
                     *written += n;
                     self.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(DropReason::Io(e.kind())),
             }
         }
         Ok(())
@@ -341,7 +369,12 @@ impl Conn {
     /// The rest of a frame, as the socket takes it, waiting for room (at
     /// most the stall timeout each time nothing moves). Called with
     /// `streaming` set and the lock released.
-    fn stream_rest(&self, head: &[u8], payload: &[u8], written: &mut usize) -> Result<(), String> {
+    fn stream_rest(
+        &self,
+        head: &[u8],
+        payload: &[u8],
+        written: &mut usize,
+    ) -> Result<(), DropReason> {
         let total = head.len() + payload.len();
         while *written < total {
             let before = *written;
@@ -354,23 +387,23 @@ impl Conn {
                     tv_nsec: 0,
                 });
                 match poll(&mut fds, Some(&timeout)) {
-                    Ok(0) => return Err(format!("client read nothing for {:?}", self.stall)),
+                    Ok(0) => return Err(DropReason::SendStalled(self.stall)),
                     Ok(_) => {
                         if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
-                            return Err("socket closed".into());
+                            return Err(DropReason::Io(io::ErrorKind::BrokenPipe));
                         }
                     }
                     Err(e) if e == rustix::io::Errno::INTR => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(DropReason::Io(io::Error::from(e).kind())),
                 }
             }
         }
         Ok(())
     }
 
-    fn fail_send(&self, st: &mut SendState, why: &str) -> Result<(), Errno> {
+    fn fail_send(&self, st: &mut SendState, why: DropReason) -> Result<(), Errno> {
         if !st.closed && st.drop_reason.is_none() {
-            st.drop_reason = Some(why.to_string());
+            st.drop_reason = Some(why);
         }
         self.close_now(st);
         Err(Errno::ENOTCONN)
@@ -397,7 +430,7 @@ impl Conn {
             let front_len = front.len();
             match (&self.stream).write(&front[off..]) {
                 Ok(0) => {
-                    let _ = self.fail_send(&mut st, "socket closed");
+                    let _ = self.fail_send(&mut st, DropReason::Io(io::ErrorKind::WriteZero));
                     return;
                 }
                 Ok(n) => {
@@ -413,7 +446,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let _ = self.fail_send(&mut st, &e.to_string());
+                    let _ = self.fail_send(&mut st, DropReason::Io(e.kind()));
                     return;
                 }
             }
@@ -428,10 +461,9 @@ impl Conn {
         }
     }
 
-    /// Sends `msg` (an ERROR answer), then shuts the connection down once
-    /// it is written.
-    pub(crate) fn send_and_close(&self, msg: &Message<'_>) {
-        let _ = self.send(msg);
+    /// Shuts the connection down once what is queued (an ERROR answer) is
+    /// written.
+    pub(crate) fn send_and_close_queued(&self) {
         let mut st = self.send.lock();
         st.close_after_flush = true;
         if st.queue.is_empty() && !st.streaming && !st.closed {
@@ -440,8 +472,20 @@ impl Conn {
     }
 
     /// Why the send side dropped the client, if it did.
-    pub(crate) fn drop_reason(&self) -> Option<String> {
+    pub(crate) fn drop_reason(&self) -> Option<DropReason> {
         self.send.lock().drop_reason.clone()
+    }
+
+    /// Hands a finished call to the loop (see [`Conn::send_parts`]); wakes
+    /// it if the core waits on this connection.
+    fn complete(&self, done: Option<Done>) {
+        let Some(done) = done else { return };
+        let c = &self.completions;
+        c.done.lock().push(done);
+        c.syscalls.fetch_sub(1, Ordering::Relaxed);
+        if self.watch.load(Ordering::Acquire) {
+            c.wake();
+        }
     }
 
     /// Shuts the connection down at once.
@@ -450,15 +494,15 @@ impl Conn {
         self.close_now(&mut st);
     }
 
-    /// Hands a client's answer to the kernel thread waiting for it: the
-    /// frame's own buffer when the loop received it detached, else a copy.
+    /// Hands a client's answer to the kernel thread waiting for it.
     /// Returns false if nobody waits for `reqno` (the answer is dropped).
-    pub(crate) fn deliver(&self, reqno: u64, kind: Option<WaitKind>, data: Body<'_>) -> bool {
+    pub(crate) fn deliver(&self, reqno: u64, delivery: Delivery) -> bool {
         let Some(w) = self.waiters.lock().remove(&reqno) else {
             return false;
         };
-        let res = match kind {
-            Some(k) if k == w.kind => Ok(data.into_vec()),
+        let res = match (delivery, w.kind) {
+            (Delivery::Copyin(v), WaitKind::Copyin)
+            | (Delivery::Anonmmap(v), WaitKind::Anonmmap) => Ok(v),
             // An ERROR frame, or an answer of the wrong type: the copy fails.
             _ => Err(Errno::EFAULT),
         };
@@ -504,31 +548,6 @@ impl Conn {
     }
 }
 
-/// A frame's body as the loop has it: borrowed from its read buffer, or
-/// received into a buffer of its own (a large frame), which can be handed
-/// on without a copy.
-pub(crate) enum Body<'a> {
-    Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Body<'_> {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        match self {
-            Body::Borrowed(b) => b,
-            Body::Owned(v) => v,
-        }
-    }
-
-    /// The body as a vector: the buffer itself if owned, else a copy.
-    pub(crate) fn into_vec(self) -> Vec<u8> {
-        match self {
-            Body::Borrowed(b) => b.to_vec(),
-            Body::Owned(v) => v,
-        }
-    }
-}
-
 /// The port a kernel uses to reach the client of one connection; the one
 /// handed to a system call also knows that call, for
 /// [`ClientPort::answer_now`], the segments its request carried, and the
@@ -544,6 +563,8 @@ pub(crate) struct ConnPort {
     may_wait: bool,
     /// The bytes of buffers the call reads, sent with it (SYSCALL_SEG).
     segs: Option<Box<Segments>>,
+    /// The call's completion for the core, handed over with its answer.
+    done: Mutex<Option<Done>>,
     /// The call's small copyouts not written yet, as whole frames: they go
     /// out with its answer in one write (one wakeup of the client instead
     /// of two), or before anything else the call sends. Allocated when
@@ -564,24 +585,28 @@ impl ConnPort {
             call: None,
             may_wait: false,
             segs: None,
+            done: Mutex::new(None),
             held: Mutex::new(None),
         }
     }
 
     /// The port handed to the system call numbered `reqno`, run on a
     /// worker (`may_wait`) or on the event loop, serving its copies from
-    /// `segs` where they hold them.
+    /// `segs` where they hold them; `done` goes back to the core with its
+    /// answer (a worker's call) or is handed back by the loop itself.
     pub(crate) fn for_call(
         conn: Arc<Conn>,
         reqno: u64,
         may_wait: bool,
         segs: Option<Box<Segments>>,
+        done: Option<Done>,
     ) -> ConnPort {
         ConnPort {
             conn,
             call: Some((reqno, AtomicBool::new(false))),
             may_wait,
             segs,
+            done: Mutex::new(done),
             held: Mutex::new(None),
         }
     }
@@ -593,14 +618,15 @@ impl ConnPort {
     fn send(&self, msg: &Message<'_>) -> Result<(), Errno> {
         self.release()?;
         let enc = msg.encode();
-        self.conn.send_parts(enc.head(), enc.payload, self.may_wait)
+        self.conn
+            .send_parts(enc.head(), enc.payload, self.may_wait, None)
     }
 
     /// Writes the copyouts held back, if any: before anything else the
     /// call sends, so the client sees its frames in the kernel's order.
     fn release(&self) -> Result<(), Errno> {
         match self.held.lock().take() {
-            Some(held) => self.conn.send_parts(&held, &[], self.may_wait),
+            Some(held) => self.conn.send_parts(&held, &[], self.may_wait, None),
             None => Ok(()),
         }
     }
@@ -621,24 +647,29 @@ impl ConnPort {
     }
 
     /// Sends the call's answer unless [`ClientPort::answer_now`] did, in
-    /// one write with the copyouts held back.
+    /// one write with the copyouts held back; the call's completion goes
+    /// to the core with the first answer sent.
     pub(crate) fn answer(&self, res: SysResult) {
-        if let Some((reqno, answered)) = &self.call {
-            if !answered.swap(true, Ordering::AcqRel) {
-                let msg = syscall_answer(*reqno, res);
-                let held = self.held.lock().take();
-                let _ = match held {
-                    None => {
-                        let enc = msg.encode();
-                        self.conn.send_parts(enc.head(), enc.payload, self.may_wait)
-                    }
-                    Some(mut held) => {
-                        msg.encode_into(&mut held);
-                        self.conn.send_parts(&held, &[], self.may_wait)
-                    }
-                };
-            }
+        let done = self.done.lock().take();
+        let Some((reqno, answered)) = &self.call else {
+            return self.conn.complete(done);
+        };
+        if answered.swap(true, Ordering::AcqRel) {
+            return self.conn.complete(done);
         }
+        let msg = syscall_answer(*reqno, res);
+        let held = self.held.lock().take();
+        let _ = match held {
+            None => {
+                let enc = msg.encode();
+                let wait = self.may_wait;
+                self.conn.send_parts(enc.head(), enc.payload, wait, done)
+            }
+            Some(mut held) => {
+                msg.encode_into(&mut held);
+                self.conn.send_parts(&held, &[], self.may_wait, done)
+            }
+        };
     }
 }
 
@@ -815,7 +846,7 @@ impl ClientPort for ConnPort {
         // thread (kill from another process).
         if let Some(held) = self.held.lock().take() {
             self.conn
-                .send_parts(&held, &[], false)
+                .send_parts(&held, &[], false, None)
                 .map_err(|_| Errno::ESRCH)?;
         }
         self.conn
@@ -835,39 +866,7 @@ impl ClientPort for ConnPort {
 
     fn disconnect(&self) {
         tracing::warn!("{}: ended by the kernel", self.conn.describe());
-        self.conn.close();
-    }
-}
-
-/// Finishes what waits on a drained connection: a pending exec, or the
-/// release of a dead connection's process. Call after `inflight` dropped.
-pub(crate) fn after_drain(conn: &Arc<Conn>, kernel: &dyn Kernel) {
-    loop {
-        let mut ps = conn.procs.lock();
-        if ps.inflight > 0 {
-            return;
-        }
-        let Some(proc) = ps.proc else { return };
-        if conn.is_dead() {
-            if ps.released {
-                return;
-            }
-            ps.released = true;
-            ps.exec = None;
-            drop(ps);
-            kernel.release(proc);
-            return;
-        }
-        let Some((reqno, comm)) = ps.exec.take() else {
-            return;
-        };
-        drop(ps);
-        kernel.execnotify(proc, &comm);
-        {
-            let mut id = conn.ident.lock();
-            id.1 = String::from_utf8_lossy(&comm).into_owned();
-        }
-        let _ = conn.send(&Message::HandshakeResp { reqno, error: 0 });
-        // Loop: the connection may have died meanwhile.
+        let mut st = self.conn.send.lock();
+        let _ = self.conn.fail_send(&mut st, DropReason::KernelEnded);
     }
 }
