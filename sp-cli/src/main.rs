@@ -32,19 +32,19 @@ enum Cmd {
         preforks, system calls in flight, accepted, dropped, workers), which are also logged \
         at exit. Options that cannot work stop it at start with status 2."
     )]
-    Serve(sp_testkit::cmd::serve::ServeArgs),
+    Serve(sp_cli::cmd::serve::ServeArgs),
     /// Make a system call in a remote kernel (URL from --server or RUMP_SERVER).
-    Call(sp_testkit::cmd::call::CallArgs),
+    Call(sp_cli::cmd::call::CallArgs),
     /// Start a server in-process and walk a client through every cycle.
-    Demo(sp_testkit::cmd::demo::DemoArgs),
+    Demo(sp_cli::cmd::demo::DemoArgs),
     /// The exec half of the demo (internal).
     #[command(hide = true)]
-    DemoExec(sp_testkit::cmd::demo::DemoExecArgs),
+    DemoExec(sp_cli::cmd::demo::DemoExecArgs),
     /// Measure a server beside raw socket anchors (starts its own without URL).
-    Bench(sp_testkit::cmd::bench::BenchArgs),
+    Bench(sp_cli::cmd::bench::BenchArgs),
     /// One client process of `sp bench` (started by it).
     #[command(hide = true)]
-    BenchClient(sp_testkit::bench::client::ClientSpec),
+    BenchClient(sp_cli::bench::client::ClientSpec),
 }
 
 fn main() -> ExitCode {
@@ -53,25 +53,25 @@ fn main() -> ExitCode {
     // small pages keep a server's memory proportional to its clients.
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
-    sp_testkit::cmd::init_logging(if matches!(cli.cmd, Cmd::Serve(_)) {
+    sp_cli::cmd::init_logging(if matches!(cli.cmd, Cmd::Serve(_)) {
         "info"
     } else {
         "warn"
     });
     let res = match cli.cmd {
-        Cmd::Serve(a) => sp_testkit::cmd::serve::run(a),
-        Cmd::Call(a) => sp_testkit::cmd::call::run(a).map_err(Into::into),
-        Cmd::Demo(a) => sp_testkit::cmd::demo::run(a),
-        Cmd::DemoExec(a) => sp_testkit::cmd::demo::run_exec(a),
-        Cmd::Bench(a) => sp_testkit::cmd::bench::run(a),
-        Cmd::BenchClient(a) => sp_testkit::cmd::bench::run_bench_client(a),
+        Cmd::Serve(a) => sp_cli::cmd::serve::run(a),
+        Cmd::Call(a) => sp_cli::cmd::call::run(a).map_err(Into::into),
+        Cmd::Demo(a) => sp_cli::cmd::demo::run(a),
+        Cmd::DemoExec(a) => sp_cli::cmd::demo::run_exec(a),
+        Cmd::Bench(a) => sp_cli::cmd::bench::run(a),
+        Cmd::BenchClient(a) => sp_cli::cmd::bench::run_bench_client(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sp: {e}");
-            if e.is::<sp_testkit::cmd::UsageError>() {
-                ExitCode::from(sp_testkit::cmd::USAGE_EXIT)
+            if e.is::<sp_cli::cmd::UsageError>() {
+                ExitCode::from(sp_cli::cmd::USAGE_EXIT)
             } else {
                 ExitCode::FAILURE
             }

@@ -3,8 +3,8 @@
 //! row produced numbers and that the table is in plain words, naming the
 //! server it measured. No timing is asserted.
 
-use sp_testkit::bench::report::Status;
-use sp_testkit::bench::{self, Mode, Options};
+use sp_cli::bench::report::Status;
+use sp_cli::bench::{self, Mode, Options};
 use std::path::PathBuf;
 
 #[test]

@@ -1,4 +1,4 @@
-//! Starting a server in-process for tests, benchmarks and the demo.
+//! Starting a server in-process for tests.
 
 use sp_server::{Config, Kernel, RunningServer, Server, ServerError};
 use std::sync::Arc;

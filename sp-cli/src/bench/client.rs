@@ -8,7 +8,6 @@
 //! parent starts many at once and releases them together.
 
 use super::stats::{median_u64, Hist};
-use crate::rawpeer::args;
 use serde_json::{json, Value};
 use sp_proto::abi::{oflag, sys};
 use sp_proto::ext::{Features, Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
@@ -201,6 +200,11 @@ impl ClientResult {
             hist: Hist::from_json(v.get("hist")?)?,
         })
     }
+}
+
+/// A syscall argument block of 8-byte little-endian slots.
+fn args(slots: &[u64]) -> Vec<u8> {
+    slots.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
 
 fn other(msg: impl Into<String>) -> io::Error {

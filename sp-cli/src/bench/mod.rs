@@ -24,7 +24,7 @@
 //! | server threads | with 1,000 idle clients | before they connected | equal |
 //!
 //! ```no_run
-//! use sp_testkit::bench::{self, Mode, Options};
+//! use sp_cli::bench::{self, Mode, Options};
 //!
 //! // The `sp` binary (an integration test has it as env!("CARGO_BIN_EXE_sp")).
 //! let exe = std::path::PathBuf::from("target/release/sp");
@@ -37,7 +37,6 @@ pub mod procs;
 pub mod report;
 pub mod stats;
 
-use crate::harness::Transport;
 use client::{ClientResult, ClientSpec, Op};
 use procs::{proc_status, run_clients, Launcher, Listening, ProcStatus};
 use report::{Anchor, Report, Row, Status, Target, Unit};
@@ -46,6 +45,20 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+/// Which transport a local server of the bench listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A unix socket in the run's temporary directory.
+    Unix,
+    /// tcp on 127.0.0.1 with a port chosen by the system.
+    Tcp,
+}
+
+impl Transport {
+    /// Both transports, what a quick or full run measures.
+    pub const ALL: [Transport; 2] = [Transport::Unix, Transport::Tcp];
+}
 
 /// How hard the bench measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

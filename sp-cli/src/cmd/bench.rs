@@ -4,8 +4,7 @@
 //! processes and echo peer with.
 
 use crate::bench::client::{run_client, ClientSpec};
-use crate::bench::{self, Mode, Options, Pin};
-use crate::harness::Transport;
+use crate::bench::{self, Mode, Options, Pin, Transport};
 use std::path::PathBuf;
 
 fn parse_transport(s: &str) -> Result<Transport, String> {
