@@ -10,6 +10,7 @@
 //! for a few calls, so the copies of other tests' sockets it holds meanwhile
 //! delay nothing for long.
 
+use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions, WaitStatus};
 use sp_client::{Client, Error, ForkResult, HandshakeError, Options};
 use sp_proto::abi::{misc, oflag};
 use sp_proto::ErrorCode;
@@ -25,25 +26,19 @@ fn opts(name: &str) -> Options {
 }
 
 /// Waits for host child `pid` with a deadline (killing it on timeout);
-/// returns its raw wait status.
-fn wait_child(pid: i32) -> i32 {
+/// returns its wait status.
+fn wait_child(pid: i32) -> WaitStatus {
+    let pid = Pid::from_raw(pid).expect("a child pid");
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut status = 0;
-        // SAFETY: waits for our own child without blocking; `status` is a
-        // valid pointer to an int.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc == pid {
-            return status;
+        match waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => return status,
+            Ok(None) => {}
+            Err(e) => panic!("waitpid: {e}"),
         }
-        assert_eq!(rc, 0, "waitpid: {}", std::io::Error::last_os_error());
         if Instant::now() > deadline {
-            // SAFETY: kill(2) and waitpid(2) on our own child; no memory is
-            // involved but the status int.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
+            let _ = kill_process(pid, Signal::KILL);
+            let _ = waitpid(Some(pid), WaitOptions::empty());
             panic!("the fork child did not exit in time");
         }
         // tidy:allow-sleep: polls waitpid(WNOHANG) under an explicit deadline
@@ -122,10 +117,10 @@ fn host_fork_child_claims_the_prefork_and_shares_descriptors() {
             }
             ForkResult::Parent { pid: host_pid } => {
                 let status = wait_child(host_pid);
-                assert!(
-                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                    "{t:?}: the fork child failed: status {status:#x} (exit code {})",
-                    libc::WEXITSTATUS(status)
+                assert_eq!(
+                    status.exit_status(),
+                    Some(0),
+                    "{t:?}: the fork child failed: {status:?}"
                 );
             }
         }

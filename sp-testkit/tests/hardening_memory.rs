@@ -10,7 +10,6 @@ use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::{call, raw_frame, wait_for, WAIT};
 use sp_testkit::rawpeer::{args, RawPeer};
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,13 +54,8 @@ fn sized_file(p: &mut RawPeer, name: &str, size: u64) -> u64 {
 
 /// Bytes the server has written to `p` that `p` has not read.
 fn unread(p: &RawPeer) -> usize {
-    let fd = p.stream().as_raw_fd();
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD stores one int through the pointer, which points to
-    // a live local; `fd` is the peer's open socket for the whole call.
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
-    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-    n as usize
+    let n = rustix::io::ioctl_fionread(p.stream()).expect("FIONREAD");
+    usize::try_from(n).unwrap()
 }
 
 #[test]

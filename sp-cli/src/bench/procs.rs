@@ -3,6 +3,8 @@
 //! process.
 
 use super::client::{ClientResult, ClientSpec};
+use rustix::process::{kill_process, Pid, Signal};
+use rustix::thread::{sched_setaffinity, CpuSet};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -38,9 +40,10 @@ impl Launcher {
     fn command(&self, cpu: Option<usize>) -> Command {
         let mut cmd = Command::new(&self.exe);
         if let Some(cpu) = cpu {
-            // SAFETY: the hook runs in the child between fork and exec and
-            // only makes one system call (sched_setaffinity, which is
-            // async-signal-safe) on a set that lives on its own stack.
+            // SAFETY: the hook runs in the child between fork and exec; it
+            // allocates nothing, takes no lock and cannot panic: one
+            // sched_setaffinity system call (async-signal-safe) on a set
+            // that lives on its own stack.
             unsafe {
                 cmd.pre_exec(move || pin_self(cpu));
             }
@@ -50,20 +53,15 @@ impl Launcher {
 }
 
 /// Binds the calling process (and the threads it makes later) to `cpu`.
+/// Makes one system call and never panics (it runs between fork and exec).
 fn pin_self(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain bits, for which all zeroes is the empty
-    // set; CPU_SET bounds-checks `cpu`; sched_setaffinity reads exactly
-    // size_of::<cpu_set_t>() bytes of the set it is given.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    if cpu >= CpuSet::MAX_CPU {
+        // CpuSet::set would panic on it.
+        return Err(rustix::io::Errno::INVAL.into());
     }
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    Ok(sched_setaffinity(None, &set)?)
 }
 
 /// A child process that listens (`sp serve`, or the echo peer), stopped with
@@ -141,13 +139,8 @@ impl Listening {
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) on the pid of a child we have not reaped yet
-            // (it cannot have been reused); no memory is involved.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
+        // The child is not reaped yet, so its pid cannot have been reused.
+        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
         let until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -285,6 +278,15 @@ pub fn proc_status(pid: u32) -> io::Result<ProcStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinning_to_a_cpu_beyond_the_set_is_an_error_not_a_panic() {
+        let e = pin_self(CpuSet::MAX_CPU).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::INVAL.raw_os_error())
+        );
+    }
 
     #[test]
     fn reads_our_own_status() {

@@ -2,6 +2,7 @@
 //! this process, and a client walked through every cycle of the protocol,
 //! each step said in plain words and checked.
 
+use rustix::process::{waitpid, Pid, WaitOptions};
 use sp_client::{Client, ForkResult, Options};
 use sp_model::ModelKernel;
 use sp_proto::abi::{misc, oflag, sig};
@@ -186,18 +187,19 @@ fn fork_step(c: &Client, fd: i32) -> Step<i32> {
                 Some(())
             })()
             .map_or(1, |()| 0);
-            // SAFETY: _exit ends the child without running the parent's
-            // atexit handlers or destructors that belong to the parent.
-            unsafe { libc::_exit(code) }
+            // _exit: the child ends without running the parent's atexit
+            // handlers or destructors that belong to the parent.
+            signal_hook::low_level::exit(code)
         }
         ForkResult::Parent { pid } => {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid pointer to a local int.
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            let pid = Pid::from_raw(pid).ok_or_else(|| fail("fork")("no child pid"))?;
+            let status = waitpid(Some(pid), WaitOptions::empty())
+                .map_err(fail("waitpid"))?
+                .map(|(_, status)| status);
             check(
                 "fork",
-                r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                || format!("child exited with status {status:#x}"),
+                status.is_some_and(|s| s.exit_status() == Some(0)),
+                || format!("child exited with {status:?}"),
             )?;
             c.close(wp).map_err(fail("close"))?;
             let mut buf = [0u8; 64];
