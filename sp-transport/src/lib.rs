@@ -5,6 +5,8 @@
 //! [`parse`] turns a URL into an [`Endpoint`] with the reference's rules and
 //! errno-style errors; [`Listener`] and [`connect`] give a [`Stream`], which
 //! is a blocking, close-on-exec socket with TCP_NODELAY set on TCP.
+//! [`write_frame`], [`write_parts`] and [`write_some`] write a frame held
+//! in parts (header, payload) with vectored writes, blocking or not.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -27,7 +29,9 @@
 mod listener;
 mod stream;
 mod url;
+mod writer;
 
 pub use listener::{ListenError, ListenOptions, Listener};
 pub use stream::{connect, PeerCred, Stream};
 pub use url::{parse, Endpoint, Role, UrlError, MAX_SCHEME_LEN, MAX_UNIX_PATH};
+pub use writer::{write_frame, write_parts, write_some, Progress};
