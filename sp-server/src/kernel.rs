@@ -82,6 +82,37 @@ pub type Port = Arc<dyn ClientPort>;
 /// All methods may be called concurrently from many threads. `syscall` may
 /// block for as long as the call needs (a read of an empty pipe); the server
 /// gives every call its own thread, so a blocked call never stops another.
+///
+/// # Which thread
+///
+/// [`Kernel::syscall`] runs on a worker thread of its own (or on the event
+/// loop, when [`Kernel::runs_inline`] or [`Kernel::runs_inline_with`] said
+/// it may). Every other method runs **on the event-loop thread**, the one
+/// that reads, frames and answers every client: [`spawn_guest`],
+/// [`prefork`], [`attach_prefork`], [`lwpexit`], [`execnotify`],
+/// [`release`], [`pid`], [`runs_inline`] and [`runs_inline_with`]. While
+/// one of them runs, no client is served. So they must:
+/// - return promptly: never block on something a client or a system call
+///   must do first (a kernel that needs to wait queues the work and
+///   returns, as `sp-rumpuser` does);
+/// - never call back into the client through a [`ClientPort`] in a way
+///   that waits ([`ClientPort::copyin`], [`ClientPort::copyinstr`],
+///   [`ClientPort::anonmmap`] from the loop would wait for an answer only
+///   the loop can read); [`ClientPort::raise`] and the copyouts never wait
+///   and are fine;
+/// - never wait for a system call in flight to return: `lwpexit` asks
+///   them to return, and the server calls `execnotify` or `release` only
+///   once they have.
+///
+/// [`spawn_guest`]: Kernel::spawn_guest
+/// [`prefork`]: Kernel::prefork
+/// [`attach_prefork`]: Kernel::attach_prefork
+/// [`lwpexit`]: Kernel::lwpexit
+/// [`execnotify`]: Kernel::execnotify
+/// [`release`]: Kernel::release
+/// [`pid`]: Kernel::pid
+/// [`runs_inline`]: Kernel::runs_inline
+/// [`runs_inline_with`]: Kernel::runs_inline_with
 pub trait Kernel: Send + Sync + 'static {
     /// A new guest: a process forked off process 1 with an empty descriptor
     /// table, named `comm` (without NUL), whose client is `port`.

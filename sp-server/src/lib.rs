@@ -1,13 +1,21 @@
 //! The sysproxy server: serves remote system calls from clients over a
 //! socket to any [`Kernel`] behind the seam in [`kernel`].
 //!
-//! One event-loop thread accepts clients, frames their bytes and answers
-//! handshakes; every system call runs on a worker thread of its own, so a
-//! call that blocks in the kernel never stops another. Sends never block the
-//! loop: what the loop sends waits in a bounded per-connection queue. A
-//! call's own output (its copyouts and answer) is written by its worker as
-//! the client reads, however large, with no copy; a client that reads
-//! nothing for `Config::send_stall_timeout` is dropped.
+//! Three layers, one folder each:
+//! - [`core`]: the protocol, sans-IO. Every connection's state machine
+//!   (handshake, prefork, exec, calls in flight, teardown) and the
+//!   server-wide tables take bytes, kernel results and the time, and
+//!   yield actions. No socket, no thread, no clock: tested on simulated
+//!   time, fuzzed directly.
+//! - `driver`: [`Server`], one mio event loop that reads clients into the
+//!   core and carries out its actions, and a pool of workers that grows
+//!   with the calls in flight, so a call that blocks in the kernel never
+//!   stops another. A call's own output (its copyouts and answer) is
+//!   written by its worker as the client reads, however large, with no
+//!   copy; a client that reads nothing for `Config::send_stall_timeout`
+//!   is dropped. Sends from the loop never block it: what the socket does
+//!   not take waits in a bounded per-connection queue.
+//! - [`kernel`]: the seam, [`Kernel`] and [`ClientPort`].
 //!
 //! ```no_run
 //! use sp_server::{Config, Kernel, Server};
@@ -28,8 +36,9 @@ mod driver;
 pub mod kernel;
 
 pub use config::{Config, IpNet};
+pub use driver::handle::{RunningServer, ServerError, ServerHandle, Stats};
 pub use driver::pool::PoolStats;
-pub use driver::server::{RunningServer, Server, ServerError, ServerHandle, Stats};
+pub use driver::server::Server;
 pub use kernel::{Args, Carried, ClientPort, Kernel, Port, ProcId};
 /// The errno type and call result the [`Kernel`] trait speaks (NetBSD's
 /// numbers), re-exported so a kernel needs no direct `sp-proto` dependency.

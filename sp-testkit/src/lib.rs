@@ -19,6 +19,7 @@
 //! assert_eq!((error, retval[0]), (0, 2));
 //! ```
 
+pub mod core_session;
 pub mod fuzz;
 pub mod harness;
 pub mod memport;

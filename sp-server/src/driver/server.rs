@@ -5,8 +5,10 @@
 
 use crate::config::Config;
 use crate::core::{Action, ConnHandle, Core, Delivery, Done, DropReason, PeerInfo};
-use crate::driver::conn::{Completions, Conn, ConnPort, InlinePort};
-use crate::driver::pool::{Pool, PoolStats};
+use crate::driver::conn::{Completions, Conn};
+use crate::driver::handle::{RunningServer, ServerError, ServerHandle, Shared};
+use crate::driver::pool::Pool;
+use crate::driver::port::{ConnPort, InlinePort};
 use crate::kernel::{Carried, Kernel, Port};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -27,92 +29,6 @@ const SCRATCH: usize = crate::core::DETACH_OVER;
 const READ_BUDGET: usize = 256 * 1024;
 /// How long shutdown waits for the calls in flight to return.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
-
-/// Why a server could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The URL does not parse.
-    #[error("bad URL: {0}")]
-    Url(#[from] sp_transport::UrlError),
-    /// The socket could not be bound.
-    #[error("cannot listen: {0}")]
-    Listen(#[from] sp_transport::ListenError),
-    /// The configured banner is malformed.
-    #[error("bad banner: {0}")]
-    Banner(#[from] sp_proto::BannerError),
-    /// The event loop failed.
-    #[error("event loop: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// A snapshot of the server's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Connections open.
-    pub connections: usize,
-    /// Unclaimed preforks.
-    pub preforks: usize,
-    /// System calls in flight.
-    pub syscalls: usize,
-    /// Connections accepted since start.
-    pub accepted: usize,
-    /// Connections dropped for misbehaviour (bad frames, full send queue,
-    /// refused peers, over the client limit).
-    pub dropped: usize,
-    /// The worker pool.
-    pub workers: PoolStats,
-}
-
-struct Shared {
-    stop: AtomicBool,
-    /// Connected streams handed in by [`ServerHandle::adopt`].
-    adopted: parking_lot::Mutex<Vec<Stream>>,
-    /// Where workers leave finished calls; its waker wakes the loop.
-    completions: Arc<Completions>,
-    pool: Pool,
-    /// The core's counters, published by the loop after each turn.
-    connections: AtomicUsize,
-    preforks: AtomicUsize,
-    accepted: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-/// A handle to a running server: stop it, read its counters.
-#[derive(Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-}
-
-impl ServerHandle {
-    /// Asks the server to stop: it stops accepting, ends every connection,
-    /// releases every process, removes its unix socket and returns from
-    /// [`Server::run`].
-    pub fn shutdown(&self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.completions.wake();
-    }
-
-    /// Serves an already connected stream as if it had been accepted
-    /// (banner first). With `UnixStream::pair()` this gives an in-memory
-    /// link for tests and fuzzing.
-    pub fn adopt(&self, stream: Stream) {
-        self.shared.adopted.lock().push(stream);
-        self.shared.completions.wake();
-    }
-
-    /// The server's counters now.
-    pub fn stats(&self) -> Stats {
-        let s = &self.shared;
-        Stats {
-            connections: s.connections.load(Ordering::Relaxed),
-            preforks: s.preforks.load(Ordering::Relaxed),
-            syscalls: s.completions.syscalls.load(Ordering::Relaxed),
-            accepted: s.accepted.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
-            workers: s.pool.stats(),
-        }
-    }
-}
 
 /// A sysproxy server bound to its socket, ready to [`run`](Server::run).
 pub struct Server {
@@ -298,6 +214,10 @@ impl Server {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { conn, frame } => {
+                    // The counters first: a client that has this frame
+                    // (a prefork's cookie) or sees its socket shut finds
+                    // them current.
+                    self.publish_stats();
                     if let Some(c) = self.conn(conn) {
                         let _ = c.send_parts(&frame, &[], false, None);
                     }
@@ -306,7 +226,10 @@ impl Server {
                     conn,
                     reason,
                     flush,
-                } => self.close(conn, reason, flush),
+                } => {
+                    self.publish_stats();
+                    self.close(conn, reason, flush)
+                }
                 Action::Deliver {
                     conn,
                     reqno,
@@ -369,6 +292,11 @@ impl Server {
                 Action::Release { proc } => self.kernel.release(proc),
             }
         }
+        self.publish_stats();
+    }
+
+    /// Copies the core's counters where [`ServerHandle::stats`] reads them.
+    fn publish_stats(&self) {
         let st = self.core.stats();
         let s = &self.shared;
         s.connections.store(st.connections, Ordering::Relaxed);
@@ -677,55 +605,4 @@ fn guarded_syscall(
         );
         Err(sp_proto::Errno::EIO)
     })
-}
-
-/// A server running on its own thread; dropping it shuts the server down
-/// and waits for it.
-pub struct RunningServer {
-    handle: ServerHandle,
-    endpoint: Endpoint,
-    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
-}
-
-impl RunningServer {
-    /// The endpoint the server listens on.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    /// The URL clients connect to.
-    pub fn url(&self) -> String {
-        self.endpoint.to_string()
-    }
-
-    /// A handle to the server.
-    pub fn handle(&self) -> &ServerHandle {
-        &self.handle
-    }
-
-    /// The server's counters now.
-    pub fn stats(&self) -> Stats {
-        self.handle.stats()
-    }
-
-    /// Stops the server and waits for it.
-    pub fn stop(mut self) -> Result<(), ServerError> {
-        self.stop_inner()
-    }
-
-    fn stop_inner(&mut self) -> Result<(), ServerError> {
-        self.handle.shutdown();
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked").into())),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        let _ = self.stop_inner();
-    }
 }
