@@ -211,7 +211,7 @@ fn target_dir() -> PathBuf {
 /// codec's criterion benches.
 fn bench(quick: bool) -> Result<(), String> {
     Step {
-        args: &["build", "--release", "-p", "sp-testkit", "--bin", "sp"],
+        args: &["build", "--release", "-p", "sp-cli", "--bin", "sp"],
         hint: "The sp binary failed to build.",
     }
     .run()?;

@@ -133,7 +133,7 @@ pub(crate) fn rump(quick: bool) -> Result<(), String> {
         return Ok(());
     };
     Step {
-        args: &["build", "--release", "-p", "sp-testkit", "--bin", "sp"],
+        args: &["build", "--release", "-p", "sp-cli", "--bin", "sp"],
         hint: "The sp binary failed to build.",
     }
     .run()?;

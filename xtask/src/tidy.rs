@@ -1,7 +1,8 @@
 //! Repository rules, checked by `cargo test` (this module is a test module):
 //!
 //! - every crate's `Cargo.toml` has `[lints] workspace = true`;
-//! - `sp-proto` and `sp-transport` forbid unsafe code at their root;
+//! - `sp-proto`, `sp-transport`, `sp-server` and `sp-model` forbid unsafe
+//!   code at their root;
 //! - every `unsafe` block has a `// SAFETY:` comment within the 3 lines
 //!   above it (a longer comment block may reach further up);
 //! - no test file sleeps (`thread::sleep`): tests wait for events, they do
@@ -17,7 +18,7 @@ use crate::project_root;
 use std::path::{Path, PathBuf};
 
 /// Crates whose `lib.rs` must say `#![forbid(unsafe_code)]`.
-const FORBID_UNSAFE: &[&str] = &["sp-proto", "sp-transport"];
+const FORBID_UNSAFE: &[&str] = &["sp-proto", "sp-transport", "sp-server", "sp-model"];
 
 /// How far above an `unsafe` block its `// SAFETY:` comment may start.
 const SAFETY_REACH: usize = 3;
@@ -276,7 +277,10 @@ fn safe_crates_forbid_unsafe_code() {
             bad.push(format!("{}: add #![forbid(unsafe_code)]", rel(&root, &lib)));
         }
     }
-    report("sp-proto and sp-transport forbid unsafe code", bad);
+    report(
+        "sp-proto, sp-transport, sp-server and sp-model forbid unsafe code",
+        bad,
+    );
 }
 
 #[test]
