@@ -1,6 +1,7 @@
 //! The buffers a system call exposes to the server, and a builder that puts
 //! their addresses into the argument block.
 
+use sp_proto::abi::Sysnum;
 use std::ffi::CStr;
 
 /// A buffer of the caller's that one system call exposes to the server.
@@ -74,24 +75,26 @@ impl Buf<'_> {
 ///
 /// ```
 /// use sp_client::Call;
-/// use sp_client::abi::sys;
+/// use sp_client::abi::Sysnum;
 ///
 /// let data = b"hello";
-/// let call = Call::new(sys::WRITE).int(1).input(data).arg(data.len() as u64);
+/// let call = Call::new(Sysnum::WRITE).int(1).input(data).arg(data.len() as u64);
 /// assert_eq!(call.args()[1], data.as_ptr() as u64);
+/// assert_eq!(call.syscall(), Sysnum::WRITE);
 /// ```
 #[derive(Debug)]
 pub struct Call<'a> {
-    pub(crate) sysnum: u32,
+    pub(crate) sysnum: Sysnum,
     pub(crate) args: Vec<u64>,
     pub(crate) bufs: Vec<Buf<'a>>,
 }
 
 impl<'a> Call<'a> {
-    /// A call of NetBSD syscall `sysnum` with no arguments yet.
-    pub fn new(sysnum: u32) -> Call<'a> {
+    /// A call of NetBSD syscall `sysnum` (a [`Sysnum`], or its number)
+    /// with no arguments yet.
+    pub fn new(sysnum: impl Into<Sysnum>) -> Call<'a> {
         Call {
-            sysnum,
+            sysnum: sysnum.into(),
             args: Vec::new(),
             bufs: Vec::new(),
         }
@@ -99,6 +102,11 @@ impl<'a> Call<'a> {
 
     /// The syscall number.
     pub fn sysnum(&self) -> u32 {
+        self.sysnum.0
+    }
+
+    /// The syscall, as an open code that prints its name.
+    pub fn syscall(&self) -> Sysnum {
         self.sysnum
     }
 
@@ -172,13 +180,9 @@ impl<'a> Call<'a> {
 }
 
 /// Encodes argument slots as NetBSD's argument structure: one 8-byte
-/// little-endian slot each.
+/// little-endian slot each ([`sp_proto::args::encode`]).
 pub fn arg_block(args: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(args.len() * 8);
-    for a in args {
-        out.extend_from_slice(&a.to_le_bytes());
-    }
-    out
+    sp_proto::args::encode(args)
 }
 
 #[cfg(test)]

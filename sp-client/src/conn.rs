@@ -56,7 +56,7 @@ use sp_proto::{
     Handshake, Message, MsgType, MAX_BANNER,
 };
 use std::collections::HashMap;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -157,45 +157,8 @@ pub(crate) struct Conn {
 
 /// Writes a whole frame: head and payload with vectored writes, retrying
 /// short writes.
-pub(crate) fn write_frame<W: Write>(w: &mut W, e: &Encoded<'_>) -> io::Result<()> {
-    write_parts(w, &[e.head(), e.payload])
-}
-
-/// Writes `parts` one after the other, vectored, retrying short writes.
-pub(crate) fn write_parts<W: Write>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
-    // Where the unwritten bytes start: part index and offset in it.
-    let (mut i, mut off) = (0, 0);
-    while i < parts.len() {
-        let first = &parts[i][off..];
-        let r = if i + 1 == parts.len() {
-            w.write(first)
-        } else {
-            let mut bufs = Vec::with_capacity(parts.len() - i);
-            bufs.push(IoSlice::new(first));
-            bufs.extend(parts[i + 1..].iter().map(|p| IoSlice::new(p)));
-            w.write_vectored(&bufs)
-        };
-        let mut n = match r {
-            Ok(0) if parts[i..].iter().any(|p| !p.is_empty()) => {
-                return Err(io::ErrorKind::WriteZero.into())
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        // Step over what was written (and over empty parts).
-        while i < parts.len() {
-            let left = parts[i].len() - off;
-            if n < left {
-                off += n;
-                break;
-            }
-            n -= left;
-            i += 1;
-            off = 0;
-        }
-    }
-    Ok(())
+fn write_frame(stream: &Stream, e: &Encoded<'_>) -> io::Result<()> {
+    sp_transport::write_frame(stream, e.head(), e.payload)
 }
 
 /// The comm body: the name up to any NUL, then one NUL.
@@ -351,7 +314,7 @@ impl Conn {
         let reply = self.send_request(Some(PROBE_REQNO), |reqno| {
             let m = Message::ExtHello { reqno, hello };
             let e = m.encode();
-            write_frame(&mut &self.stream, &e)
+            write_frame(&self.stream, &e)
         })?;
         match reply {
             Reply::ExtHello(theirs) => {
@@ -431,7 +394,7 @@ impl Conn {
             parts.push(f.head());
             parts.extend(segs.iter().map(|s| s.1));
             parts.push(f.tail());
-            write_parts(&mut &self.stream, &parts)
+            sp_transport::write_parts(&self.stream, &parts)
         })
     }
 
@@ -441,7 +404,7 @@ impl Conn {
         build: impl FnOnce(u64) -> Message<'m>,
     ) -> Result<Reply, Error> {
         self.send_request(None, |reqno| {
-            write_frame(&mut &self.stream, &build(reqno).encode())
+            write_frame(&self.stream, &build(reqno).encode())
         })
     }
 
@@ -701,7 +664,8 @@ impl Conn {
                     .counters
                     .ignored_signals
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("ignoring RAISE of unknown NetBSD signal {signo}");
+                let sig = sp_proto::abi::Signal(signo);
+                tracing::warn!("ignoring RAISE of NetBSD signal {sig}, which has no host number");
             }
         }
     }
@@ -709,7 +673,7 @@ impl Conn {
     /// Writes one frame of ours (an answer) under the write lock.
     pub(crate) fn send(&self, msg: &Message<'_>) -> Result<(), DisconnectReason> {
         let _w = self.write.lock();
-        write_frame(&mut &self.stream, &msg.encode()).map_err(|e| DisconnectReason::from_io(&e))
+        write_frame(&self.stream, &msg.encode()).map_err(|e| DisconnectReason::from_io(&e))
     }
 }
 
@@ -779,77 +743,5 @@ fn read_banner(
             }
             Err(e) => return Err(Error::Banner(e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod write_tests {
-    use super::write_parts;
-    use std::io::{self, IoSlice, Write};
-
-    /// Takes at most `step` bytes a call, vectored or not; interrupted
-    /// every other call.
-    struct Trickle {
-        out: Vec<u8>,
-        step: usize,
-        calls: usize,
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(b)])
-        }
-
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.calls += 1;
-            if self.calls % 2 == 0 {
-                return Err(io::ErrorKind::Interrupted.into());
-            }
-            let mut left = self.step;
-            for b in bufs {
-                let n = b.len().min(left);
-                self.out.extend_from_slice(&b[..n]);
-                left -= n;
-            }
-            Ok(self.step - left)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn parts_go_out_whole_and_in_order_whatever_the_writer_takes() {
-        let parts: [&[u8]; 5] = [b"head", b"", b"0123456789", b"", b"tail!"];
-        let want = parts.concat();
-        for step in 1..=want.len() + 1 {
-            let mut w = Trickle {
-                out: Vec::new(),
-                step,
-                calls: 0,
-            };
-            write_parts(&mut w, &parts).unwrap();
-            assert_eq!(w.out, want, "step {step}");
-        }
-        let mut w = Trickle {
-            out: Vec::new(),
-            step: 3,
-            calls: 0,
-        };
-        write_parts(&mut w, &[]).unwrap();
-        write_parts(&mut w, &[b"", b""]).unwrap();
-        assert!(w.out.is_empty());
-    }
-
-    #[test]
-    fn a_writer_that_takes_nothing_is_an_error() {
-        let mut w = Trickle {
-            out: Vec::new(),
-            step: 0,
-            calls: 0,
-        };
-        let e = write_parts(&mut w, &[b"x"]).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
     }
 }

@@ -1,5 +1,6 @@
 //! The fuzz body for the client side: a client fed arbitrary server bytes.
 
+use crate::abi::Sysnum;
 use crate::transport::Stream;
 use crate::{Call, Client, Options};
 use std::io::{Read, Write};
@@ -55,8 +56,8 @@ pub fn fuzz_server_bytes(data: &[u8]) {
     }) {
         let mut out = [0u8; 64];
         let input = *b"input\0";
-        let _ = client.call(Call::new(3).int(0).output(&mut out).arg(64));
-        let _ = client.call(Call::new(4).int(1).input(&input).arg(6));
+        let _ = client.call(Call::new(Sysnum::READ).int(0).output(&mut out).arg(64));
+        let _ = client.call(Call::new(Sysnum::WRITE).int(1).input(&input).arg(6));
         let _ = client.getpid();
         client.disconnect();
     }

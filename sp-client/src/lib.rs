@@ -136,10 +136,11 @@ pub use stat::{DirEntry, FileTime, FileType, Stat};
 
 /// NetBSD's numbers and structures, as they cross the wire: open flags
 /// ([`abi::oflag`]), `SEEK_*` and `R_OK`-style constants ([`abi::misc`]),
-/// `fcntl` commands ([`abi::fcntl`]), syscall numbers ([`abi::sys`]), signal
-/// numbers ([`abi::sig`]), file type bits ([`abi::mode`], [`abi::dt`]), and
-/// the raw `struct stat` ([`abi::Stat`]) and `struct dirent`
-/// ([`abi::Dirent`]). They are NetBSD's, not the host's: use these, not
+/// `fcntl` commands ([`abi::fcntl`]), syscall numbers ([`abi::Sysnum`];
+/// as plain integers in [`abi::sys`]), signal numbers ([`abi::Signal`],
+/// [`abi::sig`]), file type bits ([`abi::mode`], [`abi::dt`]), and the raw
+/// `struct stat` ([`abi::Stat`]), `struct dirent` ([`abi::Dirent`]) and
+/// `struct iovec` ([`abi::Iovec`]). They are NetBSD's, not the host's: use these, not
 /// `libc`'s, in calls to the remote kernel.
 pub use sp_proto::abi;
 
@@ -336,21 +337,22 @@ pub fn process_name() -> String {
         .unwrap_or_else(|| "sp-client".to_owned())
 }
 
-/// The host's number for NetBSD signal `netbsd`, for the signals the
-/// protocol's kernels raise; `None` for any other.
-pub fn host_signal(netbsd: u32) -> Option<i32> {
-    use sp_proto::abi::sig;
-    Some(match netbsd {
-        sig::SIGHUP => libc::SIGHUP,
-        sig::SIGINT => libc::SIGINT,
-        sig::SIGQUIT => libc::SIGQUIT,
-        sig::SIGKILL => libc::SIGKILL,
-        sig::SIGPIPE => libc::SIGPIPE,
-        sig::SIGALRM => libc::SIGALRM,
-        sig::SIGTERM => libc::SIGTERM,
-        sig::SIGCHLD => libc::SIGCHLD,
-        sig::SIGUSR1 => libc::SIGUSR1,
-        sig::SIGUSR2 => libc::SIGUSR2,
+/// The host's number for NetBSD signal `netbsd` (a [`abi::Signal`] or its
+/// number), for the signals the protocol's kernels raise; `None` for any
+/// other.
+pub fn host_signal(netbsd: impl Into<abi::Signal>) -> Option<i32> {
+    use sp_proto::abi::Signal;
+    Some(match netbsd.into() {
+        Signal::SIGHUP => libc::SIGHUP,
+        Signal::SIGINT => libc::SIGINT,
+        Signal::SIGQUIT => libc::SIGQUIT,
+        Signal::SIGKILL => libc::SIGKILL,
+        Signal::SIGPIPE => libc::SIGPIPE,
+        Signal::SIGALRM => libc::SIGALRM,
+        Signal::SIGTERM => libc::SIGTERM,
+        Signal::SIGCHLD => libc::SIGCHLD,
+        Signal::SIGUSR1 => libc::SIGUSR1,
+        Signal::SIGUSR2 => libc::SIGUSR2,
         _ => return None,
     })
 }
@@ -611,13 +613,14 @@ impl Client {
         }
     }
 
-    /// Makes system call `sysnum` with argument slots `args`, exposing
-    /// `bufs` to the server for its duration (see [`Buf`]; their addresses
-    /// belong in `args`, and [`Call`] keeps the two in step). Returns the
-    /// two return values or a NetBSD errno.
+    /// Makes system call `sysnum` (an [`abi::Sysnum`] or its number) with
+    /// argument slots `args`, exposing `bufs` to the server for its
+    /// duration (see [`Buf`]; their addresses belong in `args`, and
+    /// [`Call`] keeps the two in step). Returns the two return values or a
+    /// NetBSD errno.
     pub fn syscall(
         &self,
-        sysnum: u32,
+        sysnum: impl Into<abi::Sysnum>,
         args: &[u64],
         bufs: &mut [Buf<'_>],
     ) -> Result<[i64; 2], Errno> {
@@ -628,18 +631,19 @@ impl Client {
     /// [`Client::syscall`] with the full error.
     pub fn syscall_detailed(
         &self,
-        sysnum: u32,
+        sysnum: impl Into<abi::Sysnum>,
         args: &[u64],
         bufs: &mut [Buf<'_>],
     ) -> Result<[i64; 2], Error> {
+        let sysnum = sysnum.into().0;
         let conn = self.conn()?;
-        let block = arg_block(args);
+        let block = sp_proto::args::slot_bytes(args);
         let token = self.shared.mem.register(bufs);
         let plain = || {
             conn.request(|reqno| Message::Syscall {
                 reqno,
                 sysnum,
-                args: &block,
+                args: block,
             })
         };
         // With the extension, the bytes the call reads go with it; a
@@ -647,7 +651,7 @@ impl Client {
         // the plain call. The buffers stay registered either way, for a
         // server that asks anyway.
         let res = match conn.segments_for(block.len(), bufs) {
-            Some(segs) => match conn.request_seg(sysnum, &block, &segs) {
+            Some(segs) => match conn.request_seg(sysnum, block, &segs) {
                 Ok(Reply::Error(ErrorCode::TRYAGAIN)) => plain(),
                 other => other,
             },

@@ -154,11 +154,8 @@ impl Peer {
                 args,
             } => {
                 assert_eq!(args.len() % 8, 0);
-                let slots = args
-                    .chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
-                (reqno, sysnum, slots)
+                let slots = sp_proto::Args(args).slots().iter().map(|s| s.get());
+                (reqno, sysnum, slots.collect())
             }
             m => panic!("expected a syscall, got {m:?}"),
         }
