@@ -97,10 +97,16 @@
 //! [`Client::prepare_exec`]) hands the connection to the next image, which
 //! picks it up with [`Client::init`] / [`Client::from_exec_env`].
 //!
-//! A write to a connection the server has closed raises SIGPIPE; Rust
-//! programs ignore it by default, but a library cannot choose that for its
-//! host: a program that does not ignore SIGPIPE dies on it, as with the C
-//! client.
+//! # SIGPIPE
+//!
+//! A write to a connection the server has closed does not raise SIGPIPE:
+//! the socket is written with `send(2)` and `MSG_NOSIGNAL` (by
+//! `sp-transport`), so the write fails with EPIPE and the connection is
+//! lost ([`DisconnectReason::Io`]; the call fails with ENOTCONN). A host
+//! program that keeps SIGPIPE at its default action (a C program, a
+//! fuzzer) is not killed by it, unlike with the C client. A SIGPIPE the
+//! server *raises* (a RAISE request) is delivered like any other signal
+//! (see [`Options::on_signal`]).
 
 mod buf;
 mod calls;
@@ -440,9 +446,16 @@ impl Client {
     /// Like `rumpclient_init`: adopts the connection of the previous image
     /// after an exec when `RUMPCLIENT__EXECFD` is set, else connects to
     /// `RUMP_SERVER`.
-    pub fn init(opts: Options) -> Result<Client, Error> {
+    ///
+    /// # Safety
+    ///
+    /// When `RUMPCLIENT__EXECFD` is set this is [`Client::from_exec_env`]
+    /// and the caller makes its promise: the descriptor the variable names
+    /// is owned by nothing else in this process.
+    pub unsafe fn init(opts: Options) -> Result<Client, Error> {
         if std::env::var_os(EXECFD_VAR).is_some() {
-            Client::from_exec_env(opts)
+            // SAFETY: this function's contract is from_exec_env's.
+            unsafe { Client::from_exec_env(opts) }
         } else {
             Client::from_env_with(opts)
         }

@@ -9,15 +9,19 @@
 //! `RUMPCLIENT__EXECFD`; the new image adopts it and sends HANDSHAKE EXEC
 //! with its new name (no banner; request numbers start again at 0).
 
-use crate::conn::{Reply, Start};
+use crate::conn::{Conn, Reply, Start};
 use crate::error::Error;
 use crate::transport::Stream;
 use crate::{open_stream, Client, Cookie, Options, SERVER_VAR};
+use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 use sp_proto::{Message, MsgType};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The environment variable that carries the connection across an exec:
 /// `"<fd>,<fd2>"` (we write -1 for the second descriptor, which the C
@@ -37,34 +41,24 @@ pub enum ForkResult {
 }
 
 /// Sets or clears `FD_CLOEXEC` on `fd`.
-fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: F_GETFD takes no pointer argument; an invalid `fd` only makes
-    // fcntl fail with EBADF.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let new = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
-    // SAFETY: F_SETFD takes an integer argument; no memory is involved.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
+    let flags = fcntl_getfd(&fd)?;
+    fcntl_setfd(&fd, flags.difference(FdFlags::CLOEXEC) | cloexec_flag(on))?;
     Ok(())
+}
+
+fn cloexec_flag(on: bool) -> FdFlags {
+    if on {
+        FdFlags::CLOEXEC
+    } else {
+        FdFlags::empty()
+    }
 }
 
 /// Whether `FD_CLOEXEC` is set on `fd`.
 #[cfg(test)]
-pub(crate) fn cloexec(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: as in `set_cloexec`.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(flags & libc::FD_CLOEXEC != 0)
+pub(crate) fn cloexec(fd: impl AsFd) -> io::Result<bool> {
+    Ok(fcntl_getfd(fd)?.contains(FdFlags::CLOEXEC))
 }
 
 /// Parses the value of `RUMPCLIENT__EXECFD`: the first number is ours.
@@ -73,9 +67,23 @@ fn parse_execfd(v: &str) -> Option<RawFd> {
     first.trim().parse::<RawFd>().ok().filter(|&fd| fd >= 0)
 }
 
-fn cstring(s: &OsStr) -> Result<CString, Error> {
-    CString::new(s.as_bytes())
-        .map_err(|_| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "interior NUL")))
+/// The program `Command` runs for `path`: as `execve(2)` would, never
+/// searched for in `PATH` (a bare name is a file in the current
+/// directory).
+fn program(path: &OsStr) -> PathBuf {
+    let bytes = path.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') {
+        PathBuf::from(path)
+    } else {
+        Path::new(".").join(path)
+    }
+}
+
+/// `KEY=VALUE` split at its first `=`; `None` without one.
+fn env_pair(entry: &OsStr) -> Option<(&OsStr, &OsStr)> {
+    let b = entry.as_bytes();
+    let eq = b.iter().position(|&c| c == b'=')?;
+    Some((OsStr::from_bytes(&b[..eq]), OsStr::from_bytes(&b[eq + 1..])))
 }
 
 impl Client {
@@ -154,13 +162,12 @@ impl Client {
         Ok(ForkResult::Child(child))
     }
 
-    /// Clears close-on-exec on the socket and returns the value for
-    /// `RUMPCLIENT__EXECFD`.
-    fn exec_handoff(&self) -> Result<String, Error> {
-        let conn = self.conn()?;
-        let fd = conn.stream().as_raw_fd();
-        set_cloexec(fd, false)?;
-        Ok(format!("{fd},-1"))
+    /// Clears close-on-exec on the socket of `conn` and returns the value
+    /// for `RUMPCLIENT__EXECFD`.
+    fn exec_handoff(conn: &Conn) -> Result<String, Error> {
+        let stream = conn.stream();
+        set_cloexec(stream, false)?;
+        Ok(format!("{},-1", stream.as_raw_fd()))
     }
 
     /// Gets the connection ready to survive an `execve` done by the caller:
@@ -171,7 +178,7 @@ impl Client {
     /// Setting an environment variable is not thread-safe with respect to
     /// C code reading the environment concurrently.
     pub fn prepare_exec(&self) -> Result<(), Error> {
-        let v = self.exec_handoff()?;
+        let v = Client::exec_handoff(&*self.conn()?)?;
         std::env::set_var(EXECFD_VAR, v);
         Ok(())
     }
@@ -181,6 +188,14 @@ impl Client {
     /// to `envp`, replacing any there). Returns only on failure, with
     /// close-on-exec restored on the socket. The new image picks the
     /// connection up with [`Client::from_exec_env`] or [`Client::init`].
+    ///
+    /// Like `execve(2)`, `path` is not looked up in `PATH`. It runs through
+    /// [`std::os::unix::process::CommandExt::exec`], so the new image
+    /// starts as std starts a program: `argv[0]` is `argv`'s first element
+    /// (`path` if `argv` is empty), the environment is exactly `envp` (an
+    /// entry without `=` is an [`std::io::ErrorKind::InvalidInput`] error;
+    /// for a name given twice the last wins), SIGPIPE is back at its default
+    /// action and no signal is blocked.
     pub fn exec<P, A, E>(&self, path: P, argv: &[A], envp: &[E]) -> Error
     where
         P: AsRef<OsStr>,
@@ -199,32 +214,25 @@ impl Client {
         argv: &[A],
         envp: &[E],
     ) -> Result<std::convert::Infallible, Error> {
-        let path = cstring(path)?;
-        let argv: Vec<CString> = argv
-            .iter()
-            .map(|a| cstring(a.as_ref()))
-            .collect::<Result<_, _>>()?;
-        let prefix = format!("{EXECFD_VAR}=");
-        let mut env: Vec<CString> = envp
-            .iter()
-            .filter(|e| !e.as_ref().as_bytes().starts_with(prefix.as_bytes()))
-            .map(|e| cstring(e.as_ref()))
-            .collect::<Result<_, _>>()?;
-        let fd = self.conn()?.stream().as_raw_fd();
-        let handoff = self.exec_handoff()?;
-        env.push(
-            CString::new(format!("{prefix}{handoff}")).expect("a formatted number has no NUL"),
-        );
-        let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_p.push(std::ptr::null());
-        let mut env_p: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-        env_p.push(std::ptr::null());
-        // SAFETY: `path`, every `argv`/`env` string and both NULL-terminated
-        // pointer arrays are alive until execve returns (it only returns on
-        // failure; on success this image is gone).
-        unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
-        let e = io::Error::last_os_error();
-        let _ = set_cloexec(fd, true);
+        let mut cmd = Command::new(program(path));
+        match argv.split_first() {
+            Some((arg0, rest)) => cmd.arg0(arg0).args(rest),
+            None => cmd.arg0(path),
+        };
+        cmd.env_clear();
+        for e in envp {
+            let (k, v) = env_pair(e.as_ref()).ok_or_else(|| {
+                Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an environment entry without '='",
+                ))
+            })?;
+            cmd.env(k, v);
+        }
+        let conn = self.conn()?;
+        cmd.env(EXECFD_VAR, Client::exec_handoff(&conn)?);
+        let e = cmd.exec();
+        let _ = set_cloexec(conn.stream(), true);
         Err(Error::Io(e))
     }
 
@@ -233,15 +241,37 @@ impl Client {
     /// back on), and sends HANDSHAKE EXEC with this image's name on it, reqno
     /// 0. The server URL is taken from `RUMP_SERVER` if set (needed for
     /// fork and reconnect).
-    pub fn from_exec_env(opts: Options) -> Result<Client, Error> {
+    ///
+    /// A variable that does not name an open descriptor is an error before
+    /// anything is adopted; one that names an open descriptor that is not a
+    /// stream socket is an error after it is adopted (it is closed).
+    ///
+    /// # Safety
+    ///
+    /// The client takes the descriptor the variable names as its own and
+    /// closes it when it is done. The caller promises that, if that
+    /// descriptor is open, nothing else in this process owns it or will use
+    /// it (no `File`, socket or `OwnedFd` of anyone else's, not one of the
+    /// standard streams, not adopted by an earlier call), and that no other
+    /// thread reads or writes the environment meanwhile (the variable is
+    /// removed). A variable set by [`Client::exec`] or
+    /// [`Client::prepare_exec`] in the previous image, read once early in
+    /// this one, meets this; a variable inherited from elsewhere may name
+    /// any descriptor.
+    pub unsafe fn from_exec_env(opts: Options) -> Result<Client, Error> {
         let v = std::env::var(EXECFD_VAR).map_err(|_| Error::EnvUnset(EXECFD_VAR))?;
         std::env::remove_var(EXECFD_VAR);
         let fd = parse_execfd(&v).ok_or_else(|| Error::ExecEnv(v.clone()))?;
+        // SAFETY: `fd` is not -1 (parse_execfd keeps nonnegative numbers),
+        // and by this function's contract nobody else owns it, so borrowing
+        // it for the check below cannot interfere with an owner; a number
+        // that is not open only makes fcntl fail with EBADF.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         // Refuse a descriptor that is not open before taking ownership.
-        set_cloexec(fd, true)?;
-        // SAFETY: the variable names a descriptor our previous image left
-        // open for us (checked open just above); nothing else in this image
-        // knows about it, so the OwnedFd becomes its only owner.
+        set_cloexec(borrowed, true)?;
+        // SAFETY: the descriptor is open (checked just above) and, by this
+        // function's contract, owned by nothing else in this process, so
+        // the OwnedFd becomes its only owner.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let stream = Stream::from_owned_fd(owned)?;
         let url = std::env::var(SERVER_VAR).ok();
@@ -263,15 +293,30 @@ mod tests {
     }
 
     #[test]
+    fn programs_are_not_searched_for_in_path() {
+        assert_eq!(program(OsStr::new("true")), Path::new("./true"));
+        assert_eq!(program(OsStr::new("bin/x")), Path::new("bin/x"));
+        assert_eq!(program(OsStr::new("/bin/true")), Path::new("/bin/true"));
+        assert_eq!(program(OsStr::new("")), Path::new(""));
+    }
+
+    #[test]
+    fn environment_entries_split_at_the_first_equals() {
+        let pair = |e: &str| env_pair(OsStr::new(e)).map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(pair("A=b=c"), Some(("A".into(), "b=c".into())));
+        assert_eq!(pair("A="), Some(("A".into(), "".into())));
+        assert_eq!(pair("A"), None);
+    }
+
+    #[test]
     fn cloexec_round_trip() {
         let f = std::fs::File::open("/dev/null").unwrap();
-        let fd = f.as_raw_fd();
-        assert!(cloexec(fd).unwrap(), "std opens with O_CLOEXEC");
-        set_cloexec(fd, false).unwrap();
-        assert!(!cloexec(fd).unwrap());
-        set_cloexec(fd, true).unwrap();
-        assert!(cloexec(fd).unwrap());
-        assert!(set_cloexec(-1, true).is_err());
-        assert!(cloexec(-1).is_err());
+        assert!(cloexec(&f).unwrap(), "std opens with O_CLOEXEC");
+        set_cloexec(&f, false).unwrap();
+        assert!(!cloexec(&f).unwrap());
+        set_cloexec(&f, false).unwrap();
+        assert!(!cloexec(&f).unwrap());
+        set_cloexec(&f, true).unwrap();
+        assert!(cloexec(&f).unwrap());
     }
 }

@@ -186,7 +186,7 @@ fn timeout_ends_with_the_handshake() {
         let sock = SockRef::from(conn.stream());
         assert_eq!(sock.read_timeout().unwrap(), None, "tcp {tcp}");
         assert_eq!(sock.write_timeout().unwrap(), None, "tcp {tcp}");
-        assert!(crate::process::cloexec(std::os::fd::AsRawFd::as_raw_fd(conn.stream())).unwrap());
+        assert!(crate::process::cloexec(conn.stream()).unwrap());
         if tcp {
             assert!(conn.stream().nodelay().unwrap(), "the connect hook ran");
         }

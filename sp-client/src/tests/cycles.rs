@@ -941,10 +941,9 @@ fn from_env_requires_rump_server() {
         Client::from_env(),
         Err(Error::EnvUnset("RUMP_SERVER"))
     ));
-    assert!(matches!(
-        Client::init(opts()),
-        Err(Error::EnvUnset("RUMP_SERVER"))
-    ));
+    // SAFETY: RUMPCLIENT__EXECFD is unset (above): init adopts nothing.
+    let r = unsafe { Client::init(opts()) };
+    assert!(matches!(r, Err(Error::EnvUnset("RUMP_SERVER"))));
     let l = listener();
     std::env::set_var(crate::SERVER_VAR, &l.url);
     let h = std::thread::spawn(move || {
@@ -953,7 +952,8 @@ fn from_env_requires_rump_server() {
         let (r, _, _) = p.syscall();
         p.ret(r, 0, [2, 0]);
     });
-    let c = Client::init(opts()).unwrap();
+    // SAFETY: RUMPCLIENT__EXECFD is unset (above): init only connects.
+    let c = unsafe { Client::init(opts()) }.unwrap();
     std::env::remove_var(crate::SERVER_VAR);
     assert_eq!(c.getpid(), Ok((2, 0)));
     h.join().unwrap();
@@ -1022,4 +1022,50 @@ fn buf_api_exposes_exactly_the_named_buffers() {
         "the registry is empty after the call"
     );
     h.join().unwrap();
+}
+
+/// The crate docs' SIGPIPE paragraph: a call on a connection the server has
+/// closed fails, and the process lives. Run in a child copy of this test
+/// binary with SIGPIPE at its default action (which kills), so a signal
+/// would show as the child's death.
+#[test]
+fn a_write_to_a_closed_server_is_an_error_not_sigpipe() {
+    if std::env::var_os("SP_CLIENT_SIGPIPE_CHILD").is_some() {
+        // SAFETY: restores the default disposition of SIGPIPE in this
+        // single-purpose child process; no handler code is installed.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        let (c, h) = guest(|_| {});
+        // The script is done: the server's end is closed.
+        h.join().unwrap();
+        let e = c.call_detailed(Call::new(sys::GETPID)).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Disconnected(DisconnectReason::Io { kind, .. })
+                    if *kind == std::io::ErrorKind::BrokenPipe
+            ),
+            "{e}"
+        );
+        assert_eq!(e.errno(), Errno::ENOTCONN);
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "tests::cycles::a_write_to_a_closed_server_is_an_error_not_sigpipe",
+            "--nocapture",
+        ])
+        .env("SP_CLIENT_SIGPIPE_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child: {:?} {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -190,12 +190,18 @@ fn exec_handshake_on_the_same_socket_with_reqno_0() {
     let fd = a.into_raw_fd();
     std::env::set_var(EXECFD_VAR, format!("{fd},-1"));
     std::env::remove_var(crate::SERVER_VAR);
-    let c = Client::init(opts()).unwrap();
+    // SAFETY: `fd` was released by `a` (into_raw_fd): nothing else owns it.
+    let c = unsafe { Client::init(opts()) }.unwrap();
     assert!(
         std::env::var_os(EXECFD_VAR).is_none(),
         "the variable is consumed"
     );
-    assert!(cloexec(fd).unwrap(), "close-on-exec is back on");
+    let stream = c.conn.read().clone();
+    assert_eq!(stream.stream().as_raw_fd(), fd, "the descriptor adopted");
+    assert!(
+        cloexec(stream.stream()).unwrap(),
+        "close-on-exec is back on"
+    );
     assert!(c.banner().is_none() && c.url().is_none());
     assert_eq!(c.getpid(), Ok((2, 0)));
     h.join().unwrap();
@@ -204,19 +210,17 @@ fn exec_handshake_on_the_same_socket_with_reqno_0() {
 #[test]
 fn exec_env_errors() {
     let _env = ENV_LOCK.lock();
+    // SAFETY: (all three calls) the variable names no descriptor, or one
+    // that is not open (this process holds far fewer than 100000), so
+    // nothing anyone owns is adopted.
+    let adopt = || unsafe { Client::from_exec_env(opts()) };
     std::env::remove_var(EXECFD_VAR);
-    assert!(matches!(
-        Client::from_exec_env(opts()),
-        Err(Error::EnvUnset(EXECFD_VAR))
-    ));
+    assert!(matches!(adopt(), Err(Error::EnvUnset(EXECFD_VAR))));
     std::env::set_var(EXECFD_VAR, "nonsense");
-    assert!(matches!(
-        Client::from_exec_env(opts()),
-        Err(Error::ExecEnv(_))
-    ));
+    assert!(matches!(adopt(), Err(Error::ExecEnv(_))));
     // A descriptor that is not open is refused before it is adopted.
     std::env::set_var(EXECFD_VAR, "100000,-1");
-    assert!(matches!(Client::from_exec_env(opts()), Err(Error::Io(_))));
+    assert!(matches!(adopt(), Err(Error::Io(e)) if e.raw_os_error() == Some(libc::EBADF)));
     assert!(std::env::var_os(EXECFD_VAR).is_none());
 }
 
@@ -224,11 +228,12 @@ fn exec_env_errors() {
 fn prepare_exec_and_failed_exec() {
     let _env = ENV_LOCK.lock();
     let (c, h) = guest(|p| assert!(p.at_eof()));
-    let fd = c.conn.read().stream().as_raw_fd();
-    assert!(cloexec(fd).unwrap());
+    let conn = c.conn.read().clone();
+    let fd = conn.stream().as_raw_fd();
+    assert!(cloexec(conn.stream()).unwrap());
     c.prepare_exec().unwrap();
     assert_eq!(std::env::var(EXECFD_VAR).unwrap(), format!("{fd},-1"));
-    assert!(!cloexec(fd).unwrap());
+    assert!(!cloexec(conn.stream()).unwrap());
     std::env::remove_var(EXECFD_VAR);
     // execve fails: the error comes back and close-on-exec is restored.
     let e = c.exec("/nonexistent/sp-client-test", &["x"], &["A=b"]);
@@ -236,10 +241,16 @@ fn prepare_exec_and_failed_exec() {
         matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound),
         "{e}"
     );
-    assert!(cloexec(fd).unwrap());
+    assert!(cloexec(conn.stream()).unwrap());
     let e = c.exec("/bin/true", &["a\0b"], &[] as &[&str]);
     assert!(matches!(e, Error::Io(_)));
-    drop(c);
+    let e = c.exec("/bin/true", &["true"], &["NOEQUALS"]);
+    assert!(
+        matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput),
+        "{e}"
+    );
+    assert!(cloexec(conn.stream()).unwrap());
+    drop((c, conn));
     h.join().unwrap();
 }
 
@@ -251,7 +262,10 @@ fn exec_target() {
     if std::env::var_os("SP_CLIENT_EXEC_TARGET").is_none() {
         return;
     }
-    let code = match Client::init(Options::default().name("exec_target")) {
+    // SAFETY: this image was started by the exec of
+    // exec_hands_the_connection_to_the_new_image, whose Client::exec named
+    // the socket it handed over; nothing here has touched that descriptor.
+    let code = match unsafe { Client::init(Options::default().name("exec_target")) } {
         Ok(c) if c.getpid() == Ok((2, 0)) => 0,
         _ => 3,
     };

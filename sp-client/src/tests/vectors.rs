@@ -302,7 +302,9 @@ fn exec_replay(name: &'static str, new_name: &'static str) {
             .unwrap()
             .into_raw_fd();
         std::env::set_var(crate::EXECFD_VAR, format!("{fd},-1"));
-        let after = Client::from_exec_env(Options::default().name(new_name)).unwrap();
+        // SAFETY: `fd` is a fresh duplicate released with into_raw_fd:
+        // nothing else owns it.
+        let after = unsafe { Client::from_exec_env(Options::default().name(new_name)) }.unwrap();
         assert_eq!(after.getpid(), Ok((2, 0)));
     });
 }

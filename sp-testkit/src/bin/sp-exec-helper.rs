@@ -141,7 +141,10 @@ fn after(args: &[String]) -> Res<()> {
     ensure(std::env::var_os(EXECFD_VAR).is_some(), || {
         format!("{EXECFD_VAR} is not set after exec")
     })?;
-    let c = match Client::init(Options::default()) {
+    // SAFETY: RUMPCLIENT__EXECFD was set by the exec of the previous image
+    // and names the socket it handed over; nothing in this image owns an
+    // inherited descriptor but the standard streams, which it never names.
+    let c = match unsafe { Client::init(Options::default()) } {
         Ok(c) => c,
         Err(e) => return fail("Client::init after exec", e),
     };
