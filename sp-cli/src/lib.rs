@@ -2,7 +2,7 @@
 //! runs a kernel of [`sp_model`] behind an `sp_server` server, `sp call`
 //! makes system calls in a remote kernel, `sp demo` walks a client through
 //! every cycle of the protocol, and `sp bench` measures a server beside
-//! raw-socket anchors ([`bench`]). The subcommands are in [`cmd`];
+//! raw-socket anchors ([`bench`](mod@bench)). The subcommands are in [`cmd`];
 //! `cargo install --path sp-cli` installs the binary, named `sp`.
 //!
 //! ```no_run
