@@ -135,7 +135,7 @@ impl Deframer {
 
     /// Receives frames whose body is longer than `over` bytes detached: in
     /// a buffer of the body's own, whose memory is reserved as the bytes
-    /// come (up to [`DETACH_RESERVE`] at once) and never zero-filled when
+    /// come (up to 8 MiB at once) and never zero-filled when
     /// filled through [`Deframer::detached_body`].
     pub fn with_detach(mut self, over: usize) -> Deframer {
         self.detach_over = over;

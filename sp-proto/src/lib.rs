@@ -5,7 +5,9 @@
 //! structs, a typed [`Message`] for every frame either side sends, an
 //! incremental [`Deframer`] with a length limit, the [`Banner`], the
 //! NetBSD ABI numbers and structures that cross the wire ([`abi`]), and the
-//! syscall argument block ([`args`]).
+//! syscall argument block ([`args`]). The `capture` feature adds
+//! `sp_proto::capture`, the parser of the reference's byte captures, for
+//! the test suites that replay them.
 //!
 //! ```
 //! use sp_proto::{Deframer, Message, DEFAULT_MAX_FRAME};
@@ -32,6 +34,8 @@ compile_error!(
 pub mod abi;
 pub mod args;
 mod banner;
+#[cfg(feature = "capture")]
+pub mod capture;
 mod deframe;
 pub mod ext;
 mod msg;

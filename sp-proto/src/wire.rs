@@ -271,7 +271,7 @@ pub struct SysRespBody {
     pub error: I32,
     /// C padding; the reference leaves it uninitialised, we send zeros.
     pub pad: [u8; 4],
-    /// Results: retval[0] is the result, retval[1] a second result.
+    /// Results: `retval[0]` is the result, `retval[1]` a second result.
     pub retval: [I64; 2],
 }
 

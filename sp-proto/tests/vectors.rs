@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::{hex, to_hex};
 use serde_json::Value;
+use sp_proto::capture::{self, to_hex, Dir, Unit};
 use sp_proto::{
     Banner, BodyError, Class, DecodeError, Deframer, Frame, HandshakeKind, Message, MsgType,
     DEFAULT_MAX_FRAME,
@@ -131,14 +131,6 @@ struct Tally {
     refused: usize,
 }
 
-/// One unit of one capture.
-struct Unit {
-    line: usize,
-    conn: u64,
-    dir: String,
-    bytes: Vec<u8>,
-}
-
 fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
         panic!(
@@ -171,53 +163,35 @@ fn every_captured_unit_decodes_and_reencodes() {
     for path in jsonl_files(&dir) {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        let (_, meta) = lines.next().unwrap_or_else(|| panic!("{name}: empty file"));
-        let meta: Value = serde_json::from_str(meta).unwrap_or_else(|e| panic!("{name}:1: {e}"));
+        let cap = capture::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let meta: Value =
+            serde_json::from_str(&cap.meta).unwrap_or_else(|e| panic!("{name}:1: {e}"));
         assert!(
             meta["scenario"].is_string(),
             "{name}: line 1 is not the scenario header"
         );
         t.files += 1;
 
-        let units: Vec<Unit> = lines
-            .map(|(i, l)| {
-                let v: Value =
-                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1));
-                let field = |k: &str| {
-                    v[k].as_str()
-                        .unwrap_or_else(|| panic!("{name}:{}: no {k}", i + 1))
-                };
-                let conn = v.get("conn").map(|c| c.as_u64().expect("conn is a number"));
-                assert_eq!(
-                    conn.is_none(),
-                    name.starts_with("err_"),
-                    "{name}:{}: conn key",
-                    i + 1
-                );
-                Unit {
-                    line: i + 1,
-                    conn: conn.unwrap_or(0),
-                    dir: field("dir").to_owned(),
-                    bytes: hex(field("hex")),
-                }
-            })
-            .collect();
+        let units = cap.units;
+        for u in &units {
+            assert_eq!(
+                u.conn.is_none(),
+                name.starts_with("err_"),
+                "{name}:{}: conn key",
+                u.line
+            );
+        }
         t.unit_lines += units.len();
 
         let mut responses = Vec::new();
         for u in &units {
-            let at = format!("{name}:{} ({} conn {})", u.line, u.dir, u.conn);
-            assert!(u.dir == "c2s" || u.dir == "s2c", "{at}: bad dir");
+            let at = format!("{name}:{} ({} conn {})", u.line, u.dir.as_str(), u.conn());
             let want_err = expected_errors
                 .iter()
                 .find(|(f, l, _)| *f == name && *l == u.line)
                 .map(|(_, _, e)| *e);
 
-            if u.dir == "s2c" && u.bytes.starts_with(b"RUMPSP-") {
+            if u.is_banner() {
                 let b = Banner::parse(&u.bytes).unwrap_or_else(|e| panic!("{at}: banner: {e}"));
                 b.check_supported().unwrap();
                 assert_eq!(b.format().unwrap(), u.bytes, "{at}: banner re-encoded");
@@ -235,7 +209,7 @@ fn every_captured_unit_decodes_and_reencodes() {
                         Ok(m) => {
                             assert_eq!(
                                 sent_by_client(&m),
-                                u.dir == "c2s",
+                                u.dir == Dir::C2s,
                                 "{at}: {m:?} sent the wrong way"
                             );
                             let ours = m.to_vec();
@@ -258,7 +232,7 @@ fn every_captured_unit_decodes_and_reencodes() {
                                     to_hex(&ours)
                                 );
                             }
-                            if u.dir == "s2c" {
+                            if u.dir == Dir::S2c {
                                 let h = frame.header;
                                 responses.push((h.len(), h.reqno(), h.class().0, h.typ().0, h.u()));
                             }
@@ -298,7 +272,7 @@ fn every_captured_unit_decodes_and_reencodes() {
             assert_eq!(responses, listed, "{name}: responses_after_input");
         }
         if let Some(n) = meta.get("connections").and_then(Value::as_u64) {
-            let conns: BTreeSet<u64> = units.iter().map(|u| u.conn).collect();
+            let conns: BTreeSet<u64> = units.iter().map(Unit::conn).collect();
             assert_eq!(conns.len() as u64, n, "{name}: connections");
         }
 
@@ -331,8 +305,11 @@ fn every_captured_unit_decodes_and_reencodes() {
 fn replay_streams(name: &str, units: &[Unit]) {
     let mut streams: BTreeMap<(u64, &str), Vec<&Unit>> = BTreeMap::new();
     for u in units {
-        if !(u.dir == "s2c" && u.bytes.starts_with(b"RUMPSP-")) {
-            streams.entry((u.conn, u.dir.as_str())).or_default().push(u);
+        if !u.is_banner() {
+            streams
+                .entry((u.conn(), u.dir.as_str()))
+                .or_default()
+                .push(u);
         }
     }
     for ((conn, dir), us) in streams {
@@ -390,4 +367,35 @@ fn a_missing_folder_fails_loudly() {
     let r = std::panic::catch_unwind(|| jsonl_files(Path::new(env!("CARGO_MANIFEST_DIR"))));
     let msg = *r.unwrap_err().downcast::<String>().unwrap();
     assert!(msg.contains("expected at least"), "{msg}");
+}
+
+/// The capture parser reads every line of every capture as a JSON parser
+/// does (its grammar is a small subset of JSON, written by hand).
+#[test]
+fn the_capture_parser_agrees_with_a_json_parser() {
+    let mut units = 0;
+    for path in jsonl_files(&vectors_dir()) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cap = capture::parse(&text).unwrap();
+        let json: Vec<(usize, Value)> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, serde_json::from_str(l).unwrap()))
+            .collect();
+        assert_eq!(serde_json::from_str::<Value>(&cap.meta).unwrap(), json[0].1);
+        assert_eq!(cap.units.len(), json.len() - 1);
+        for (u, (line, v)) in cap.units.iter().zip(&json[1..]) {
+            assert_eq!(u.line, *line);
+            assert_eq!(u.conn, v.get("conn").map(|c| c.as_u64().unwrap()));
+            assert_eq!(u.dir.as_str(), v["dir"].as_str().unwrap());
+            assert_eq!(to_hex(&u.bytes), v["hex"].as_str().unwrap().to_lowercase());
+            assert_eq!(
+                v.as_object().unwrap().len(),
+                2 + usize::from(u.conn.is_some())
+            );
+            units += 1;
+        }
+    }
+    assert!(units >= 129, "{units}");
 }
