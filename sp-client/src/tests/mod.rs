@@ -24,12 +24,9 @@ pub(crate) const BANNER: &[u8] = b"RUMPSP-0.4-NetBSD-7.99.34/amd64\n";
 /// Serializes the tests that touch the process environment.
 pub(crate) static ENV_LOCK: Mutex<()> = Mutex::new(());
 
-/// Decodes a hex string.
+/// Decodes a hex string (as the captures hold bytes).
 pub(crate) fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    sp_proto::capture::unhex(s).expect("hex digits")
 }
 
 /// The server's end of a connection. Like the C server, it answers the

@@ -5,36 +5,27 @@
 
 use super::*;
 use crate::{fuzz_server_bytes, Call, Errno};
+use sp_proto::capture::{self, Dir, Unit};
 use sp_proto::{Class, MsgType};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, IntoRawFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-struct Unit {
-    conn: u64,
-    s2c: bool,
-    bytes: Vec<u8>,
-}
-
+/// The captures: `SP_VECTORS_DIR`, else `shared/vectors` beside the
+/// repository.
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+    match std::env::var_os("SP_VECTORS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+    }
 }
 
 fn load(name: &str) -> Vec<Unit> {
     let text = std::fs::read_to_string(vectors_dir().join(name)).unwrap();
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            Unit {
-                conn: v.get("conn").and_then(|c| c.as_u64()).unwrap_or(0),
-                s2c: v["dir"] == "s2c",
-                bytes: unhex(v["hex"].as_str().unwrap()),
-            }
-        })
-        .collect()
+    capture::parse(&text)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .units
 }
 
 fn all_files() -> Vec<String> {
@@ -52,7 +43,7 @@ fn all_files() -> Vec<String> {
 fn every_server_frame_of_the_captures_decodes() {
     let mut frames = 0;
     for name in all_files() {
-        for u in load(&name).into_iter().filter(|u| u.s2c) {
+        for u in load(&name).into_iter().filter(|u| u.dir == Dir::S2c) {
             if u.bytes.starts_with(b"RUMPSP-") {
                 let b = sp_proto::Banner::parse(&u.bytes).unwrap();
                 b.check_supported().unwrap();
@@ -92,7 +83,7 @@ fn fuzz_body_survives_the_captures_and_their_mutations() {
     for name in all_files() {
         let stream: Vec<u8> = load(&name)
             .into_iter()
-            .filter(|u| u.s2c && u.conn == 0)
+            .filter(|u| u.dir == Dir::S2c && u.conn() == 0)
             .flat_map(|u| u.bytes)
             .collect();
         fuzz_server_bytes(&stream);
@@ -132,8 +123,8 @@ fn replay_with(name: &'static str, probes: bool, client: impl FnOnce(&str)) {
         let mut addr: HashMap<u64, u64> = HashMap::new();
         let mut handshakes: HashMap<u64, usize> = HashMap::new();
         for (i, u) in load(name).into_iter().enumerate() {
-            let p = peers.entry(u.conn).or_insert_with(|| l.accept());
-            if u.s2c {
+            let p = peers.entry(u.conn()).or_insert_with(|| l.accept());
+            if u.dir == Dir::S2c {
                 let mut b = u.bytes.clone();
                 if !b.starts_with(b"RUMPSP-") {
                     for w in (HEADER_LEN..b.len() & !7).step_by(8) {
@@ -156,7 +147,7 @@ fn replay_with(name: &'static str, probes: bool, client: impl FnOnce(&str)) {
                     let cancel = h.handshake() == sp_proto::HandshakeKind::FORK
                         && want[HEADER_LEN + 16..].iter().any(|&b| b != 0);
                     if !cancel {
-                        *handshakes.entry(u.conn).or_default() += 1;
+                        *handshakes.entry(u.conn()).or_default() += 1;
                     }
                 }
                 assert_eq!(got.len(), want.len(), "{name} line {i}: frame length");
