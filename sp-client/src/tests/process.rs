@@ -13,6 +13,17 @@ fn cookie() -> [u8; 16] {
     unhex(COOKIE).try_into().unwrap()
 }
 
+/// Waits for our child `pid` to end; its exit status, `None` if it did
+/// not exit (a signal killed it).
+fn wait_child(pid: i32) -> Option<i32> {
+    let pid = rustix::process::Pid::from_raw(pid).expect("a child's pid is positive");
+    let (got, status) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        .unwrap()
+        .expect("waitpid without WNOHANG reports the child");
+    assert_eq!(got, pid);
+    status.exit_status()
+}
+
 #[test]
 fn prefork_returns_the_cookie() {
     let (c, h) = guest(|p| {
@@ -153,14 +164,7 @@ fn fork_connects_the_child_with_the_cookie() {
             unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
         }
         ForkResult::Parent { pid } => {
-            let mut status = 0;
-            // SAFETY: waits for our own child; `status` is a valid pointer.
-            let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert_eq!(rc, pid);
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "child status {status:#x}"
-            );
+            assert_eq!(wait_child(pid), Some(0), "the child's exit status");
             assert_eq!(c.getpid(), Ok((2, 0)));
         }
     }
@@ -312,12 +316,6 @@ fn exec_hands_the_connection_to_the_new_image() {
         // SAFETY: the exec failed; leave the child at once.
         unsafe { libc::_exit(4) };
     }
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid pointer.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child status {status:#x}"
-    );
+    assert_eq!(wait_child(pid), Some(0), "the child's exit status");
     h.join().unwrap();
 }
