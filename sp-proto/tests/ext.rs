@@ -13,7 +13,7 @@ use sp_proto::ext::{
 use sp_proto::{BodyError, Class, Deframer, Frame, Header, Message, MsgType, HEADER_LEN};
 
 fn slots(s: &[u64]) -> Vec<u8> {
-    s.iter().flat_map(|v| v.to_le_bytes()).collect()
+    sp_proto::args::encode(s)
 }
 
 /// A SYSCALL_SEG body with a hand-written trailer.

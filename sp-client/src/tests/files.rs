@@ -174,8 +174,10 @@ fn fake_fs(files: &[(&str, &[u8])]) -> (Client, Arc<parking_lot::Mutex<FakeFs>>,
                 } => (
                     reqno,
                     sysnum,
-                    args.chunks(8)
-                        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    sp_proto::Args(args)
+                        .slots()
+                        .iter()
+                        .map(|s| s.get())
                         .collect::<Vec<_>>(),
                 ),
                 m => panic!("expected a syscall, got {m:?}"),

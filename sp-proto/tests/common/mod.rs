@@ -327,7 +327,7 @@ pub fn seg_sample(
     slots: &[u64],
     segs: &[(u64, &'static [u8])],
 ) -> Message<'static> {
-    let args: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let args = sp_proto::args::encode(slots);
     let f = sp_proto::ext::SegFrame::new(reqno, sysnum, &args, segs).unwrap();
     let data: Vec<&[u8]> = segs.iter().map(|s| s.1).collect();
     let bytes: &'static [u8] = Box::leak(f.to_vec(&data).into_boxed_slice());
