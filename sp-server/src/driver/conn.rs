@@ -12,7 +12,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use sp_proto::{Errno, Message};
 use sp_transport::Stream;
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -339,30 +339,14 @@ impl Conn {
         payload: &[u8],
         written: &mut usize,
     ) -> Result<(), DropReason> {
-        let total = head.len() + payload.len();
-        while *written < total {
-            let res = if *written < head.len() && payload.is_empty() {
-                // A plain send(2) is cheaper than sendmsg(2) for the
-                // common bodiless frame (a syscall answer).
-                (&self.stream).write(&head[*written..])
-            } else if *written < head.len() {
-                let bufs = [IoSlice::new(&head[*written..]), IoSlice::new(payload)];
-                (&self.stream).write_vectored(&bufs)
-            } else {
-                (&self.stream).write(&payload[*written - head.len()..])
-            };
-            match res {
-                Ok(0) => return Err(DropReason::Io(io::ErrorKind::WriteZero)),
-                Ok(n) => {
-                    *written += n;
-                    self.sent.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(DropReason::Io(e.kind())),
-            }
+        let before = *written;
+        let res = sp_transport::write_some(&self.stream, head, payload, written);
+        // Counted on error too: what went out before it went out.
+        let n = (*written - before) as u64;
+        if n > 0 {
+            self.sent.fetch_add(n, Ordering::Relaxed);
         }
-        Ok(())
+        res.map(drop).map_err(|e| DropReason::Io(e.kind()))
     }
 
     /// The rest of a frame, as the socket takes it, waiting for room (at

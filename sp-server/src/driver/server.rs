@@ -287,6 +287,8 @@ impl Server {
                     self.kernel.execnotify(proc, &comm);
                     if let Some(c) = self.conn(conn) {
                         c.ident.lock().1 = String::from_utf8_lossy(&comm).into_owned();
+                        // The exec is over: completions need no wakeup.
+                        c.watch.store(false, Ordering::Release);
                     }
                 }
                 Action::Release { proc } => self.kernel.release(proc),
