@@ -66,7 +66,7 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Asks the server to stop: it stops accepting, ends every connection,
     /// releases every process, removes its unix socket and returns from
-    /// [`Server::run`].
+    /// [`Server::run`](crate::Server::run).
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.completions.wake();
