@@ -9,11 +9,12 @@
 
 use super::stats::{median_u64, Hist};
 use serde_json::{json, Value};
-use sp_proto::abi::{oflag, sys};
+use sp_proto::abi::{oflag, Sysnum};
+use sp_proto::args;
 use sp_proto::ext::{Features, Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{Class, Handshake, Header, Message, MsgType, HEADER_LEN, MAX_BANNER};
 use sp_transport::{Endpoint, ListenOptions, Listener, Role, Stream};
-use std::io::{self, BufRead, IoSlice, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::time::{Duration, Instant};
 
 /// How long a bench client waits on a silent socket before giving up.
@@ -202,11 +203,6 @@ impl ClientResult {
     }
 }
 
-/// A syscall argument block of 8-byte little-endian slots.
-fn args(slots: &[u64]) -> Vec<u8> {
-    slots.iter().flat_map(|s| s.to_le_bytes()).collect()
-}
-
 fn other(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
@@ -230,59 +226,6 @@ fn other_err(e: impl std::fmt::Display) -> io::Error {
     other(e.to_string())
 }
 
-/// Writes `head`, the segments' bytes and `tail`, vectored, until all are
-/// gone.
-fn write_all_parts(
-    w: &mut impl Write,
-    head: &[u8],
-    segs: &[(u64, &[u8])],
-    tail: &[u8],
-) -> io::Result<()> {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(segs.len() + 2);
-    parts.push(head);
-    parts.extend(segs.iter().map(|s| s.1));
-    parts.push(tail);
-    let mut i = 0;
-    while i < parts.len() {
-        let bufs: Vec<IoSlice<'_>> = parts[i..].iter().map(|p| IoSlice::new(p)).collect();
-        let mut n = match w.write_vectored(&bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        while i < parts.len() && n >= parts[i].len() {
-            n -= parts[i].len();
-            i += 1;
-        }
-        if i < parts.len() {
-            parts[i] = &parts[i][n..];
-        }
-    }
-    Ok(())
-}
-
-/// Writes `a` then `b`, vectored, until both are gone.
-fn write_two(w: &mut impl Write, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
-    while !a.is_empty() || !b.is_empty() {
-        let r = if a.is_empty() {
-            w.write(b)
-        } else {
-            w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-        };
-        let n = match r {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let k = n.min(a.len());
-        a = &a[k..];
-        b = &b[n - k..];
-    }
-    Ok(())
-}
-
 /// Sends a frame made of `head` and `payload`: small frames are copied into
 /// `out` (reused) and written at once, large ones written vectored.
 fn send_parts(
@@ -297,7 +240,7 @@ fn send_parts(
         out.extend_from_slice(payload);
         w.write_all(out)
     } else {
-        write_two(w, head, payload)
+        sp_transport::write_frame(w, head, payload)
     }
 }
 
@@ -539,7 +482,11 @@ impl SysClient for RawClient {
                 out.extend_from_slice(f.tail());
                 stream.write_all(out)?;
             } else {
-                write_all_parts(stream, f.head(), &segs, f.tail())?;
+                let mut parts: Vec<&[u8]> = Vec::with_capacity(segs.len() + 2);
+                parts.push(f.head());
+                parts.extend(segs.iter().map(|s| s.1));
+                parts.push(f.tail());
+                sp_transport::write_parts(&mut *stream, &parts)?;
             }
         }
         loop {
@@ -765,30 +712,34 @@ fn open_file(c: &mut impl SysClient, mem: &mut Mem, size: usize) -> io::Result<(
     path.push(0);
     mem.add(PATH_ADDR, path.clone());
     mem.add(BUF_ADDR, vec![0x5a; size.max(1)]);
-    let open = args(&[PATH_ADDR, u64::from(oflag::O_RDWR | oflag::O_CREAT), 0o644]);
+    let open = args::encode(&[PATH_ADDR, u64::from(oflag::O_RDWR | oflag::O_CREAT), 0o644]);
     let path_read = [(PATH_ADDR, path.len())];
     let fd = check(
         "open",
-        c.syscall_reading(sys::OPEN, &open, mem, &path_read)?,
+        c.syscall_reading(Sysnum::OPEN.0, &open, mem, &path_read)?,
         None,
     )? as u64;
-    let fill = args(&[fd, BUF_ADDR, size as u64, 0, 0]);
+    let fill = args::encode(&[fd, BUF_ADDR, size as u64, 0, 0]);
     check(
         "pwrite",
-        c.syscall_reading(sys::PWRITE, &fill, mem, &[(BUF_ADDR, size)])?,
+        c.syscall_reading(Sysnum::PWRITE.0, &fill, mem, &[(BUF_ADDR, size)])?,
         Some(size as i64),
     )?;
     Ok((fd, path))
 }
 
 fn close_file(c: &mut impl SysClient, mem: &Mem, fd: u64) -> io::Result<()> {
-    check("close", c.syscall(sys::CLOSE, &args(&[fd]), mem)?, None)?;
+    check(
+        "close",
+        c.syscall(Sysnum::CLOSE.0, &args::encode(&[fd]), mem)?,
+        None,
+    )?;
     let path_len = mem.cstr(PATH_ADDR, u64::MAX).map_or(0, <[u8]>::len);
     check(
         "unlink",
         c.syscall_reading(
-            sys::UNLINK,
-            &args(&[PATH_ADDR]),
+            Sysnum::UNLINK.0,
+            &args::encode(&[PATH_ADDR]),
             mem,
             &[(PATH_ADDR, path_len)],
         )?,
@@ -833,7 +784,7 @@ pub fn run_client(
             measure(
                 spec,
                 0,
-                || check("getpid", c.syscall(sys::GETPID, &[], &mem)?, None).map(drop),
+                || check("getpid", c.syscall(Sysnum::GETPID.0, &[], &mem)?, None).map(drop),
                 || Ok(()),
             )?
         }
@@ -842,11 +793,11 @@ pub fn run_client(
             let mut mem = Mem::new();
             let (fd, _) = open_file(&mut c, &mut mem, spec.size)?;
             let (sysnum, what) = if spec.op == Op::Pwrite {
-                (sys::PWRITE, "pwrite")
+                (Sysnum::PWRITE.0, "pwrite")
             } else {
-                (sys::PREAD, "pread")
+                (Sysnum::PREAD.0, "pread")
             };
-            let a = args(&[fd, BUF_ADDR, spec.size as u64, 0, 0]);
+            let a = args::encode(&[fd, BUF_ADDR, spec.size as u64, 0, 0]);
             // pwrite reads the buffer (a segment, with the extension);
             // pread writes it.
             let reads: &[(u64, usize)] = if spec.op == Op::Pwrite {
@@ -871,7 +822,7 @@ pub fn run_client(
             let mut c = RawClient::connect_with(&spec.url, comm, spec.ext)?;
             let mut mem = Mem::new();
             mem.add(BUF_ADDR, vec![0x5a; spec.size.max(1)]);
-            let a = args(&[1, BUF_ADDR, spec.size as u64]);
+            let a = args::encode(&[1, BUF_ADDR, spec.size as u64]);
             let reads = [(BUF_ADDR, spec.size)];
             if !barrier(input, out)? {
                 return Ok(());
@@ -883,7 +834,7 @@ pub fn run_client(
                 || {
                     check(
                         "write",
-                        c.syscall_reading(sys::WRITE, &a, &mem, &reads)?,
+                        c.syscall_reading(Sysnum::WRITE.0, &a, &mem, &reads)?,
                         Some(n),
                     )
                     .map(drop)
