@@ -26,6 +26,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the model kernel on URL (unix://PATH, tcp://A.B.C.D:PORT, tcp6://[ADDR]:PORT).
+    // The doc comment is the help text, where `[ADDR]` is not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[command(
         after_help = "Signals: SIGINT and SIGTERM stop the server (a unix socket file is \
         removed); SIGHUP is logged and ignored; SIGUSR1 logs the counters (connections, \

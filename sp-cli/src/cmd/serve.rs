@@ -54,6 +54,8 @@ pub fn parse_banner(s: &str) -> Result<Banner, String> {
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Where to listen: unix://PATH, tcp://A.B.C.D:PORT (or * / 0), tcp6://[ADDR]:PORT.
+    // The doc comment is the help text, where `[ADDR]` is not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     pub url: String,
     /// Largest frame a client may send, in bytes (at least 4120: a header
     /// and 4 KiB); a longer one ends that connection.
