@@ -6,9 +6,10 @@
 mod fake;
 
 use sp_client::{Client, Options};
+use sp_proto::args;
 use sp_proto::{Handshake, Message};
 use sp_testkit::peers::{eventually, fork_handshake, prefork};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::ffi::c_void;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -135,7 +136,7 @@ fn exec_drains_then_notifies_once() {
     let pid = rv[0] as i32;
     // A read blocked on an empty pipe: the exec wakes it (EINTR) first.
     let (_, fds) = p.syscall(2, 42, &[]).unwrap();
-    p.syscall_async(3, 3, &args(&[fds[0] as u64, 0x1000, 16]));
+    p.syscall_async(3, 3, &args::encode(&[fds[0] as u64, 0x1000, 16]));
     eventually("the read holds an lwp", || {
         fake::with(|w| w.procs.get(&pid).is_some_and(|p| p.lwps == 2))
     });
@@ -204,7 +205,7 @@ fn disconnect_while_blocked_releases_the_process() {
     let (_, rv) = p.syscall(1, 20, &[]).unwrap();
     let pid = rv[0] as i32;
     let (_, fds) = p.syscall(2, 42, &[]).unwrap();
-    p.syscall_async(3, 3, &args(&[fds[0] as u64, 0x1000, 16]));
+    p.syscall_async(3, 3, &args::encode(&[fds[0] as u64, 0x1000, 16]));
     eventually("the read holds an lwp", || {
         fake::with(|w| w.procs.get(&pid).is_some_and(|p| p.lwps == 2))
     });

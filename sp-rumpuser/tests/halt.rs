@@ -16,9 +16,7 @@ fn fini_answers_the_halting_call_and_removes_the_socket() {
     let mut bystander = RawPeer::guest(&url, "bystander").unwrap();
     let mut p = RawPeer::guest(&url, "halter").unwrap();
     // reboot(RB_HALT, NULL): answered error 0 before the process dies.
-    let (err, rv) = p
-        .syscall(1, 208, &sp_testkit::rawpeer::args(&[8, 0]))
-        .unwrap();
+    let (err, rv) = p.syscall(1, 208, &sp_proto::args::encode(&[8, 0])).unwrap();
     assert_eq!((err, rv), (0, [0, 0]));
     assert!(fake::with(|w| w.halted));
     assert!(!path.exists(), "the socket is removed at once");

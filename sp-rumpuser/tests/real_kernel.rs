@@ -5,8 +5,9 @@
 //! agree. Without the variable every test says it was skipped.
 
 use sp_client::{Call, Client, Options};
+use sp_proto::args;
 use sp_proto::{Handshake, Message};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use sp_testkit::rump::{prefix, RumpServer};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -218,7 +219,7 @@ fn blocked_calls_never_starve_another_client() {
             let (err, fds) = peer.syscall(1000 + i, 42, &[]).unwrap();
             assert_eq!(err, 0, "pipe {i} of process {p}");
             writers.push(fds[1]);
-            peer.syscall_async(i + 1, 3, &args(&[fds[0] as u64, 0x1000, 1]));
+            peer.syscall_async(i + 1, 3, &args::encode(&[fds[0] as u64, 0x1000, 1]));
         }
         peers.push((peer, writers));
     }
@@ -229,7 +230,7 @@ fn blocked_calls_never_starve_another_client() {
     // Close every write end: each blocked read returns 0 (EOF).
     for (peer, writers) in &mut peers {
         for (i, w) in writers.iter().enumerate() {
-            peer.syscall_async(5000 + i as u64, 6, &args(&[*w as u64]));
+            peer.syscall_async(5000 + i as u64, 6, &args::encode(&[*w as u64]));
         }
         let mut answers = 0;
         while answers < 60 {
@@ -252,7 +253,7 @@ fn execs_racing_disconnects_and_preforks_never_crash_the_kernel() {
     for i in 0..40u64 {
         let mut raw = RawPeer::guest(&ours.url, "racer").unwrap();
         let (_, fds) = raw.syscall(1, 42, &[]).unwrap();
-        raw.syscall_async(2, 3, &args(&[fds[0] as u64, 0x1000, 1]));
+        raw.syscall_async(2, 3, &args::encode(&[fds[0] as u64, 0x1000, 1]));
         if i % 2 == 0 {
             raw.send_msg(&Message::Prefork { reqno: 3 }).unwrap();
         }

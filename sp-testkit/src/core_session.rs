@@ -25,6 +25,7 @@
 //!   no process, no prefork, no connection.
 
 use sp_proto::abi::sys;
+use sp_proto::capture::to_hex;
 use sp_proto::{Class, Deframer, Errno, Frame, Handshake, Message, MsgType, HEADER_LEN};
 use sp_server::core::{Action, Call, ConnHandle, Core, Delivery, DropReason, PeerInfo};
 use sp_server::{Config, ProcId};
@@ -359,8 +360,8 @@ pub fn fuzz_core_session(data: &[u8]) {
     if let Err(e) = check_output(data, &out) {
         panic!(
             "bad core output: {e}\ninput: {}\noutput: {}",
-            crate::rawpeer::hex(data),
-            crate::rawpeer::hex(&out)
+            to_hex(data),
+            to_hex(&out)
         );
     }
     sim.close(h);

@@ -10,9 +10,10 @@
 //! to our client.
 
 use crate::peers::{adopt_pair, guest_handshake};
-use crate::rawpeer::hex;
 use sp_model::ModelKernel;
 use sp_proto::abi::sys;
+use sp_proto::args;
+use sp_proto::capture::to_hex;
 use sp_proto::{
     Banner, Class, Deframer, Frame, Handshake, Message, MsgType, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
@@ -95,7 +96,6 @@ fn session() -> &'static Session {
 /// end a thread, nor make a thread set up its thread-locals, which
 /// LeakSanitizer would blame on whichever input ran meanwhile.
 fn warm_up(s: &Session) {
-    let args = crate::rawpeer::args;
     for round in 0..2 {
         let mut p = adopt_pair(s.server.handle()).expect("a socket pair");
         guest_handshake(&mut p, "warm-up").expect("warm-up handshake");
@@ -103,9 +103,17 @@ fn warm_up(s: &Session) {
         assert_eq!(err, 0);
         for i in 0..WARM_WORKERS as u64 {
             if round == 0 {
-                p.syscall_async(10 + i, sys::READ, &args(&[fds[0] as u64, 0x1000, 1]));
+                p.syscall_async(
+                    10 + i,
+                    sys::READ,
+                    &args::encode(&[fds[0] as u64, 0x1000, 1]),
+                );
             } else {
-                p.syscall_async(10 + i, sys::WRITE, &args(&[fds[1] as u64, 0x1000, 1]));
+                p.syscall_async(
+                    10 + i,
+                    sys::WRITE,
+                    &args::encode(&[fds[1] as u64, 0x1000, 1]),
+                );
             }
         }
         if round == 0 {
@@ -174,14 +182,14 @@ pub fn fuzz_server_session(data: &[u8]) {
         panic!(
             "session over {} input bytes failed: {e}\ninput: {}",
             data.len(),
-            hex(data)
+            to_hex(data)
         )
     });
     if let Err(e) = check_output(&s.banner, data, &output) {
         panic!(
             "bad server output: {e}\ninput: {}\noutput: {}",
-            hex(data),
-            hex(&output)
+            to_hex(data),
+            to_hex(&output)
         );
     }
     // A fresh guest every 32 sessions (and on the first): the probe costs
@@ -282,9 +290,12 @@ fn check_output(banner: &[u8], input: &[u8], output: &[u8]) -> Result<(), String
             Ok(None) => break,
             Err(e) => return Err(format!("unframeable server bytes: {e}")),
         };
-        let msg = frame
-            .message()
-            .map_err(|e| format!("server frame {} does not decode: {e}", hex(&rest[..used])))?;
+        let msg = frame.message().map_err(|e| {
+            format!(
+                "server frame {} does not decode: {e}",
+                to_hex(&rest[..used])
+            )
+        })?;
         match msg {
             Message::HandshakeResp { reqno, .. }
             | Message::SyscallResp { reqno, .. }
@@ -296,7 +307,7 @@ fn check_output(banner: &[u8], input: &[u8], output: &[u8]) -> Result<(), String
                 }
                 if let Message::Error { .. } = msg {
                     if frame.header.typ() != MsgType(0) || used != HEADER_LEN {
-                        return Err(format!("malformed ERROR frame {}", hex(&rest[..used])));
+                        return Err(format!("malformed ERROR frame {}", to_hex(&rest[..used])));
                     }
                 }
                 answers += 1;
@@ -350,10 +361,6 @@ pub fn fuzz_client_bytes(data: &[u8]) {
 
 // ---- seed corpora ----
 
-fn slots(v: &[u64]) -> Vec<u8> {
-    crate::rawpeer::args(v)
-}
-
 fn push(out: &mut Vec<u8>, m: Message<'_>) {
     out.extend_from_slice(&m.to_vec());
 }
@@ -368,13 +375,13 @@ fn guest(out: &mut Vec<u8>) {
     );
 }
 
-fn syscall(out: &mut Vec<u8>, reqno: u64, sysnum: u32, args: &[u64]) {
+fn syscall(out: &mut Vec<u8>, reqno: u64, sysnum: u32, slots: &[u64]) {
     push(
         out,
         Message::Syscall {
             reqno,
             sysnum,
-            args: &slots(args),
+            args: args::slot_bytes(slots),
         },
     );
 }
@@ -578,7 +585,13 @@ pub fn client_bytes_seeds() -> Vec<(String, Vec<u8>)> {
         with(&[
             &banner,
             &hs_ok,
-            &crate::peers::frame(0, 0, MsgType::COPYOUT.0, 0, &slots(&[1 << 40, 0x1000])),
+            &crate::peers::frame(
+                0,
+                0,
+                MsgType::COPYOUT.0,
+                0,
+                args::slot_bytes(&[1 << 40, 0x1000]),
+            ),
         ]),
     ));
     seeds.push((

@@ -20,7 +20,8 @@
 //! }
 //! ```
 
-use crate::rawpeer::{hex, OwnedFrame, RawPeer, Recv};
+use crate::rawpeer::{OwnedFrame, RawPeer, Recv};
+use sp_proto::capture::to_hex;
 use sp_proto::{Class, Cookie, ErrorCode, Handshake, Header, Message, MsgType, HEADER_LEN};
 use sp_server::ServerHandle;
 use sp_transport::Stream;
@@ -101,7 +102,7 @@ pub fn expect_frame(peer: &mut RawPeer, want: &Message<'_>) -> io::Result<()> {
         Recv::Frame(f) => Err(io::Error::other(format!(
             "expected {want:?}, got {:?} ({})",
             OwnedFrame(f.clone()).message(),
-            hex(&f)
+            to_hex(&f)
         ))),
         Recv::Closed => Err(io::Error::other(format!(
             "expected {want:?}, the server closed the connection"
@@ -116,7 +117,7 @@ pub fn expect_close(peer: &mut RawPeer) -> io::Result<()> {
         Recv::Frame(f) => Err(io::Error::other(format!(
             "expected a close, got {:?} ({})",
             OwnedFrame(f.clone()).message(),
-            hex(&f)
+            to_hex(&f)
         ))),
     }
 }
@@ -169,7 +170,10 @@ pub fn serve_until_reply(
     loop {
         let f = peer.recv_msg()?;
         let Some(msg) = f.message() else {
-            return Err(io::Error::other(format!("undecodable frame {}", hex(&f.0))));
+            return Err(io::Error::other(format!(
+                "undecodable frame {}",
+                to_hex(&f.0)
+            )));
         };
         match msg {
             Message::CopyinReq { reqno: r, len, .. } => {

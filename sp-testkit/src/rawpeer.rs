@@ -1,6 +1,7 @@
 //! A scripted raw peer: speaks frames byte for byte, so tests can send what
 //! no well-behaved client would and read exactly what the server answers.
 
+use sp_proto::capture::to_hex;
 use sp_proto::{Banner, Frame, Header, Message, HEADER_LEN, MAX_BANNER};
 use sp_transport::{Endpoint, Role, Stream};
 use std::io::{self, Read, Write};
@@ -79,7 +80,7 @@ impl RawPeer {
         if f.message() != Some(Message::HandshakeResp { reqno: 1, error: 0 }) {
             return Err(io::Error::other(format!(
                 "handshake refused: {}",
-                hex(&f.0)
+                to_hex(&f.0)
             )));
         }
         Ok(())
@@ -193,7 +194,10 @@ impl RawPeer {
                 error,
                 retval,
             }) if r == reqno => Ok((error, retval)),
-            _ => Err(io::Error::other(format!("unexpected frame {}", hex(&f.0)))),
+            _ => Err(io::Error::other(format!(
+                "unexpected frame {}",
+                to_hex(&f.0)
+            ))),
         }
     }
 
@@ -232,25 +236,4 @@ impl OwnedFrame {
     pub fn message(&self) -> Option<Message<'_>> {
         Message::decode(&self.header(), &self.0[HEADER_LEN..]).ok()
     }
-}
-
-/// Lower-case hex of `b`.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Decodes lower- or upper-case hex; `None` if malformed.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() & 1 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// An argument block from slot values.
-pub fn args(slots: &[u64]) -> Vec<u8> {
-    slots.iter().flat_map(|s| s.to_le_bytes()).collect()
 }

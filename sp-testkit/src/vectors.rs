@@ -2,7 +2,8 @@
 //! capture's client side against a server while comparing what the server
 //! says with what the reference said.
 
-use crate::rawpeer::{hex, unhex, RawPeer, Recv};
+use crate::rawpeer::{RawPeer, Recv};
+use sp_proto::capture::{to_hex, unhex};
 use sp_proto::{Class, Header, MsgType, HEADER_LEN};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -187,7 +188,11 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
                 mask(&mut got);
                 mask(&mut want);
                 if got != want {
-                    return Err(ctx(format!("got {}, expected {}", hex(&got), hex(&want))));
+                    return Err(ctx(format!(
+                        "got {}, expected {}",
+                        to_hex(&got),
+                        to_hex(&want)
+                    )));
                 }
                 compared += 1;
             }
@@ -217,8 +222,8 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
                 return Err(format!(
                     "{}: got {}, expected {}",
                     cap.name,
-                    hex(&got),
-                    hex(&want)
+                    to_hex(&got),
+                    to_hex(&want)
                 ));
             }
             compared += 1;
@@ -231,7 +236,7 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
                     return Err(format!(
                         "{}: unexpected frame {} instead of a close",
                         cap.name,
-                        hex(&f)
+                        to_hex(&f)
                     ))
                 }
             }
@@ -256,7 +261,7 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
                     return Err(format!(
                         "{}: handshake after the error refused: {}",
                         cap.name,
-                        hex(&f.0)
+                        to_hex(&f.0)
                     ));
                 }
             }

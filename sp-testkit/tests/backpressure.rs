@@ -6,10 +6,11 @@
 use sp_client::abi::oflag;
 use sp_client::Client;
 use sp_model::ModelKernel;
+use sp_proto::args;
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::pattern;
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,14 +71,15 @@ fn a_slow_raw_reader_gets_every_byte_of_a_frame_past_the_bound() {
     c.write(fd, &data).unwrap();
     c.close(fd).unwrap();
     let path = b"/tmp/slow\0";
-    let r = sp_testkit::peers::call(&mut p, 1, 5, &args(&[0x1000, 0, 0]), &[path], 0).unwrap();
+    let r =
+        sp_testkit::peers::call(&mut p, 1, 5, &args::encode(&[0x1000, 0, 0]), &[path], 0).unwrap();
     let rfd = r.retval[0] as u64;
     // The raw peer takes its frames one at a time as it gets to them.
     let r = sp_testkit::peers::call(
         &mut p,
         2,
         3,
-        &args(&[rfd, 0x10_0000, data.len() as u64]),
+        &args::encode(&[rfd, 0x10_0000, data.len() as u64]),
         &[],
         0,
     )

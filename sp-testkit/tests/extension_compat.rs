@@ -13,11 +13,12 @@
 
 use sp_client::{Client, Features, Options};
 use sp_model::stub::StubKernel;
+use sp_proto::args;
 use sp_proto::ext::{Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{Banner, Class, ErrorCode, Header, Message, MsgType};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use sp_testkit::vectors;
 use std::sync::Arc;
 
@@ -102,7 +103,7 @@ fn a_server_with_the_extension_off_refuses_it_as_the_reference_does() {
     }
     // SYSCALL_SEG: refused the same way, and the call did not run.
     let data = b"hello";
-    let a = args(&[1, 0x1000, 5]);
+    let a = args::encode(&[1, 0x1000, 5]);
     let f = SegFrame::new(2, 4, &a, &[(0x1000, &data[..])]).unwrap();
     p.send(&f.to_vec(&[&data[..]])).unwrap();
     let mut expect = want.clone();
@@ -118,7 +119,7 @@ fn a_server_with_the_extension_on_refuses_segments_until_asked() {
     let server = stub_server(true);
     let mut p = RawPeer::guest(&server.url(), "errprobe").unwrap();
     let data = b"hello";
-    let a = args(&[1, 0x1000, 5]);
+    let a = args::encode(&[1, 0x1000, 5]);
     let f = SegFrame::new(2, 4, &a, &[(0x1000, &data[..])]).unwrap();
     p.send(&f.to_vec(&[&data[..]])).unwrap();
     let mut expect = want.clone();
@@ -171,7 +172,7 @@ fn an_exec_ends_the_agreement_for_the_new_image() {
     );
     // The new image may be a stock client: segments need a new probe.
     let data = b"x";
-    let a = args(&[1, 0x1000, 1]);
+    let a = args::encode(&[1, 0x1000, 1]);
     let f = SegFrame::new(1, 4, &a, &[(0x1000, &data[..])]).unwrap();
     p.send(&f.to_vec(&[&data[..]])).unwrap();
     let h = p.recv_msg().unwrap().header();

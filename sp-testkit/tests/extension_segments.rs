@@ -5,11 +5,12 @@
 use parking_lot::Mutex;
 use sp_client::{Buf, Call, Client, Errno, Features, Options};
 use sp_model::stub::StubKernel;
+use sp_proto::args;
 use sp_proto::ext::{Hello, SegFrame, EXT_VERSION, PROBE_REQNO};
 use sp_proto::{Class, ErrorCode, Message, SysResult};
 use sp_server::{Args, Carried, ClientPort, Config, Kernel, Port, ProcId};
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::sync::Arc;
 
 /// Test calls of [`CopyKernel`].
@@ -135,7 +136,7 @@ fn agreed(url: &str) -> (RawPeer, Hello) {
 }
 
 fn seg_call(p: &mut RawPeer, reqno: u64, sysnum: u32, slots: &[u64], segs: &[(u64, &[u8])]) {
-    let f = SegFrame::new(reqno, sysnum, &args(slots), segs).unwrap();
+    let f = SegFrame::new(reqno, sysnum, &args::encode(slots), segs).unwrap();
     let data: Vec<&[u8]> = segs.iter().map(|s| s.1).collect();
     p.send(&f.to_vec(&data)).unwrap();
 }
@@ -273,7 +274,7 @@ fn a_store_into_a_segment_is_read_back_from_the_client() {
 fn a_malformed_syscall_seg_is_refused_and_the_connection_goes_on() {
     let s = server(CopyKernel::new(true), Config::default());
     let (mut p, _) = agreed(&s.url());
-    let mut frame = SegFrame::new(2, 4, &args(&[1, 0x1000, 5]), &[(0x1000, b"hello")])
+    let mut frame = SegFrame::new(2, 4, &args::encode(&[1, 0x1000, 5]), &[(0x1000, b"hello")])
         .unwrap()
         .to_vec(&[b"hello"]);
     // The trailer claims two segments.
@@ -308,7 +309,7 @@ fn segments_over_the_client_budget_are_answered_tryagain() {
     p.send_msg(&Message::Syscall {
         reqno: 3,
         sysnum: 4,
-        args: &args(&[1, 0x1000, 100]),
+        args: &args::encode(&[1, 0x1000, 100]),
     })
     .unwrap();
     serve_copyin(&mut p, false, 100, 0x1000, &big);

@@ -8,11 +8,12 @@
 
 use sp_model::ModelKernel;
 use sp_proto::abi::{misc, oflag, sys};
+use sp_proto::args;
 use sp_proto::{Handshake, Message};
 use sp_server::ProcId;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::{call, eventually, WAIT};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::sync::Arc;
 
 /// Where the client is when it disconnects.
@@ -68,7 +69,7 @@ fn points() -> Vec<Point> {
                 let w = Message::Syscall {
                     reqno: 2,
                     sysnum: sys::WRITE,
-                    args: &args(&[1, 0x1000, 4]),
+                    args: &args::encode(&[1, 0x1000, 4]),
                 }
                 .to_vec();
                 p.send(&w[..24]).unwrap();
@@ -81,7 +82,7 @@ fn points() -> Vec<Point> {
                 let w = Message::Syscall {
                     reqno: 2,
                     sysnum: sys::WRITE,
-                    args: &args(&[1, 0x1000, 4]),
+                    args: &args::encode(&[1, 0x1000, 4]),
                 }
                 .to_vec();
                 p.send(&w[..36]).unwrap();
@@ -92,7 +93,7 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, _| {
                 let (_, w) = pipe(p);
-                p.syscall_async(3, sys::WRITE, &args(&[w, 0x1000, 4]));
+                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 4]));
                 p.syscall_async(4, sys::GETPID, &[]);
             },
         },
@@ -101,7 +102,7 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, k| {
                 let (_, w) = pipe(p);
-                p.syscall_async(3, sys::WRITE, &args(&[w, 0x1000, 4]));
+                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 4]));
                 assert_eq!(copyin_req(p).1, 4);
                 assert!(k.wait_live_threads(1, WAIT));
             },
@@ -111,7 +112,7 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, _| {
                 let flags = u64::from(oflag::O_CREAT | oflag::O_RDWR);
-                p.syscall_async(2, sys::OPEN, &args(&[0x3000, flags, 0o644]));
+                p.syscall_async(2, sys::OPEN, &args::encode(&[0x3000, flags, 0o644]));
                 let (_, len, string) = copyin_req(p);
                 assert!(string && len == 1024);
             },
@@ -121,7 +122,11 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, _| {
                 let flags = u64::from(misc::MAP_ANON | misc::MAP_PRIVATE);
-                p.syscall_async(2, sys::MMAP, &args(&[0, 8192, 3, flags, u64::MAX, 0, 0]));
+                p.syscall_async(
+                    2,
+                    sys::MMAP,
+                    &args::encode(&[0, 8192, 3, flags, u64::MAX, 0, 0]),
+                );
                 match p.recv_msg().unwrap().message() {
                     Some(Message::AnonmmapReq { size: 8192, .. }) => {}
                     other => panic!("expected ANONMMAP, got {other:?}"),
@@ -136,7 +141,7 @@ fn points() -> Vec<Point> {
                 // 128 KiB into a pipe nobody reads (it grows to 64 KiB for
                 // so large a write): after the copyin the writer waits for
                 // room.
-                p.syscall_async(3, sys::WRITE, &args(&[w, 0x1000, 128 << 10]));
+                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 128 << 10]));
                 let (r, len, _) = copyin_req(p);
                 p.send_msg(&Message::CopyinResp {
                     reqno: r,
@@ -153,7 +158,7 @@ fn points() -> Vec<Point> {
                 let (_, w) = pipe(p);
                 // A call waiting for the client keeps the exec from
                 // completing; the client never answers it.
-                p.syscall_async(3, sys::WRITE, &args(&[w, 0x1000, 4]));
+                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 4]));
                 copyin_req(p);
                 p.send_msg(&Message::Handshake {
                     reqno: 4,
@@ -179,11 +184,11 @@ fn points() -> Vec<Point> {
                     readers.push(rv[0] as u64);
                 }
                 for (i, r) in readers.iter().enumerate() {
-                    p.syscall_async(200 + i as u64, sys::READ, &args(&[*r, 0x2000, 8]));
+                    p.syscall_async(200 + i as u64, sys::READ, &args::encode(&[*r, 0x2000, 8]));
                 }
                 assert!(k.wait_blocked_threads(5, WAIT));
                 for i in 0..20 {
-                    p.syscall_async(300 + i, sys::WRITE, &args(&[1, 0x1000, 4]));
+                    p.syscall_async(300 + i, sys::WRITE, &args::encode(&[1, 0x1000, 4]));
                 }
                 for _ in 0..20 {
                     copyin_req(p);
@@ -200,21 +205,29 @@ fn points() -> Vec<Point> {
                     p,
                     2,
                     sys::OPEN,
-                    &args(&[0x3000, flags, 0o644]),
+                    &args::encode(&[0x3000, flags, 0o644]),
                     &[b"/tmp/big\0"],
                     0,
                 )
                 .unwrap();
                 let fd = r.retval[0] as u64;
                 assert_eq!(
-                    p.syscall(3, sys::FTRUNCATE, &args(&[fd, 0, 4 << 20]))
+                    p.syscall(3, sys::FTRUNCATE, &args::encode(&[fd, 0, 4 << 20]))
                         .unwrap()
                         .0,
                     0
                 );
                 // 4 MiB of COPYOUT the client never reads.
-                p.syscall_async(4, sys::PREAD, &args(&[fd, 0x10_0000, 4 << 20, 0, 0]));
-                p.syscall_async(5, sys::PREAD, &args(&[fd, 0x10_0000, 4 << 20, 0, 0]));
+                p.syscall_async(
+                    4,
+                    sys::PREAD,
+                    &args::encode(&[fd, 0x10_0000, 4 << 20, 0, 0]),
+                );
+                p.syscall_async(
+                    5,
+                    sys::PREAD,
+                    &args::encode(&[fd, 0x10_0000, 4 << 20, 0, 0]),
+                );
             },
         },
     ]

@@ -7,6 +7,7 @@
 
 use sp_model::ModelKernel;
 use sp_proto::abi::{oflag, sys};
+use sp_proto::args;
 use sp_proto::{ErrorCode, Handshake, Message, MsgType};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
@@ -14,7 +15,7 @@ use sp_testkit::peers::{
     bad_inputs, call, check_bad_input, eventually, expect_close, expect_frame, frame, BadInput,
     Phase,
 };
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::net::Shutdown;
 use std::sync::Arc;
 
@@ -177,7 +178,7 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     ];
     for (i, (what, bytes)) in wrong.iter().enumerate() {
         let reqno = 10 + i as u64;
-        p.syscall_async(reqno, sys::WRITE, &args(&[4, 0x1000, 4]));
+        p.syscall_async(reqno, sys::WRITE, &args::encode(&[4, 0x1000, 4]));
         let req = p.recv_msg().unwrap();
         let Some(Message::CopyinReq {
             reqno: r, len: 4, ..
@@ -207,9 +208,25 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     }
     // Nothing of the failed writes reached the pipe: a write and a read
     // now see exactly the new bytes.
-    let w = call(&mut p, 20, sys::WRITE, &args(&[4, 0x1000, 3]), &[b"new"], 0).unwrap();
+    let w = call(
+        &mut p,
+        20,
+        sys::WRITE,
+        &args::encode(&[4, 0x1000, 3]),
+        &[b"new"],
+        0,
+    )
+    .unwrap();
     assert_eq!((w.error, w.retval[0]), (0, 3));
-    let r = call(&mut p, 21, sys::READ, &args(&[3, 0x2000, 64]), &[], 0).unwrap();
+    let r = call(
+        &mut p,
+        21,
+        sys::READ,
+        &args::encode(&[3, 0x2000, 64]),
+        &[],
+        0,
+    )
+    .unwrap();
     assert_eq!((r.error, r.retval[0]), (0, 3));
     assert_eq!(r.copyouts, vec![b"new".to_vec()]);
     assert_eq!(s.server.stats().dropped, 0);
@@ -226,7 +243,7 @@ fn copyinstr_answers_are_checked_against_the_request() {
             p,
             reqno,
             sys::OPEN,
-            &args(&[0x3000, flags, 0o644]),
+            &args::encode(&[0x3000, flags, 0o644]),
             &[answer],
             0,
         )
@@ -277,7 +294,7 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
     let mut a = RawPeer::guest(&s.url(), "a").unwrap();
     let mut b = RawPeer::guest(&s.url(), "b").unwrap();
     assert_eq!(a.syscall(2, sys::PIPE, &[]).unwrap(), (0, [3, 4]));
-    a.syscall_async(3, sys::WRITE, &args(&[4, 0x1000, 4]));
+    a.syscall_async(3, sys::WRITE, &args::encode(&[4, 0x1000, 4]));
     let Some(Message::CopyinReq { reqno: r, .. }) = a.recv_msg().unwrap().message() else {
         panic!("expected a COPYIN")
     };
@@ -319,7 +336,15 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
         },
     )
     .unwrap();
-    let r = call(&mut a, 4, sys::READ, &args(&[3, 0x2000, 16]), &[], 0).unwrap();
+    let r = call(
+        &mut a,
+        4,
+        sys::READ,
+        &args::encode(&[3, 0x2000, 16]),
+        &[],
+        0,
+    )
+    .unwrap();
     assert_eq!(r.copyouts, vec![b"good".to_vec()]);
 }
 

@@ -5,11 +5,12 @@
 
 use sp_model::ModelKernel;
 use sp_proto::abi::{oflag, sys};
+use sp_proto::args;
 use sp_proto::{Class, MsgType, DEFAULT_MAX_FRAME};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::{call, raw_frame, wait_for, WAIT};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ fn sized_file(p: &mut RawPeer, name: &str, size: u64) -> u64 {
         p,
         2,
         sys::OPEN,
-        &args(&[0x3000, flags, 0o644]),
+        &args::encode(&[0x3000, flags, 0o644]),
         &[path.as_bytes()],
         0,
     )
@@ -46,7 +47,8 @@ fn sized_file(p: &mut RawPeer, name: &str, size: u64) -> u64 {
     assert_eq!(r.error, 0);
     let fd = r.retval[0] as u64;
     assert_eq!(
-        p.syscall(3, sys::FTRUNCATE, &args(&[fd, 0, size])).unwrap(),
+        p.syscall(3, sys::FTRUNCATE, &args::encode(&[fd, 0, size]))
+            .unwrap(),
         (0, [0, 0])
     );
     fd
@@ -91,7 +93,7 @@ fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
                 &mut p,
                 4,
                 sys::PREAD,
-                &args(&[fd, 0x1000, MIB, 0, 0]),
+                &args::encode(&[fd, 0x1000, MIB, 0, 0]),
                 &[],
                 0,
             )
@@ -114,7 +116,7 @@ fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
             let sent = p.send_msg(&sp_proto::Message::Syscall {
                 reqno: 10 + round,
                 sysnum: sys::PREAD,
-                args: &args(&[*fd, 0x1000, MIB, 0, 0]),
+                args: &args::encode(&[*fd, 0x1000, MIB, 0, 0]),
             });
             if sent.is_ok() {
                 assert!(

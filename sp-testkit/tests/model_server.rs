@@ -2,9 +2,10 @@
 //! calls never starve runnable ones, and processes are released.
 
 use sp_proto::abi::sys;
+use sp_proto::args;
 use sp_proto::Message;
 use sp_testkit::harness::{TestServer, Transport};
-use sp_testkit::rawpeer::{args, RawPeer};
+use sp_testkit::rawpeer::RawPeer;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
             p.syscall_async(
                 1000 + i as u64,
                 sys::READ,
-                &args(&[r, 0x10_0000 + i as u64 * 16, 1]),
+                &args::encode(&[r, 0x10_0000 + i as u64 * 16, 1]),
             );
         }
         assert!(
@@ -74,7 +75,11 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
         // A one-byte write per read, each a syscall that runs while 300 are
         // blocked.
         for (i, &(_, w)) in pipes.iter().enumerate() {
-            p.syscall_async(5000 + i as u64, sys::WRITE, &args(&[w, 0x20_0000, 1]));
+            p.syscall_async(
+                5000 + i as u64,
+                sys::WRITE,
+                &args::encode(&[w, 0x20_0000, 1]),
+            );
         }
         let got = pump(&mut p, 2 * n as usize, b'z');
         for i in 0..n {
@@ -93,7 +98,7 @@ fn disconnect_while_blocked_in_a_pipe_read_releases_the_process() {
         let (s, kernel) = TestServer::model(t);
         let mut p = RawPeer::guest(&s.url(), "blocked").unwrap();
         let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
-        p.syscall_async(3, sys::READ, &args(&[rv[0] as u64, 0x1000, 8]));
+        p.syscall_async(3, sys::READ, &args::encode(&[rv[0] as u64, 0x1000, 8]));
         assert!(kernel.wait_blocked_threads(1, WAIT));
         assert_eq!(kernel.process_count(), 1);
         drop(p);
@@ -111,7 +116,7 @@ fn exec_interrupts_a_blocked_read_then_completes() {
     let (s, kernel) = TestServer::model(Transport::Unix);
     let mut p = RawPeer::guest(&s.url(), "before").unwrap();
     let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
-    p.syscall_async(3, sys::READ, &args(&[rv[0] as u64, 0x1000, 8]));
+    p.syscall_async(3, sys::READ, &args::encode(&[rv[0] as u64, 0x1000, 8]));
     assert!(kernel.wait_blocked_threads(1, WAIT));
     p.send_msg(&Message::Handshake {
         reqno: 0,

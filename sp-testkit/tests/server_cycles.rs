@@ -4,12 +4,13 @@
 //! 1001 = RAISE).
 
 use sp_model::stub::StubKernel;
+use sp_proto::args;
 use sp_proto::{ErrorCode, Handshake, Message};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::eventually;
 use sp_testkit::peers::expect_frame;
-use sp_testkit::rawpeer::{args, RawPeer, Recv};
+use sp_testkit::rawpeer::{RawPeer, Recv};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.send_msg(&Message::Syscall {
             reqno: 2,
             sysnum: 4,
-            args: &args(&[1, 0x1000, 5]),
+            args: &args::encode(&[1, 0x1000, 5]),
         })
         .unwrap();
         let f = p.recv_msg().unwrap();
@@ -67,7 +68,7 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.send_msg(&Message::Syscall {
             reqno: 3,
             sysnum: 3,
-            args: &args(&[0, 0x2000, 4]),
+            args: &args::encode(&[0, 0x2000, 4]),
         })
         .unwrap();
         let f = p.recv_msg().unwrap();
@@ -93,7 +94,7 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.send_msg(&Message::Syscall {
             reqno: 4,
             sysnum: 5,
-            args: &args(&[0x3000, 0, 0]),
+            args: &args::encode(&[0x3000, 0, 0]),
         })
         .unwrap();
         let f = p.recv_msg().unwrap();
@@ -124,7 +125,7 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.send_msg(&Message::Syscall {
             reqno: 5,
             sysnum: 1000,
-            args: &args(&[65536]),
+            args: &args::encode(&[65536]),
         })
         .unwrap();
         let f = p.recv_msg().unwrap();
@@ -153,7 +154,7 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.send_msg(&Message::Syscall {
             reqno: 6,
             sysnum: 1000,
-            args: &args(&[65536]),
+            args: &args::encode(&[65536]),
         })
         .unwrap();
         p.recv_msg().unwrap();
@@ -172,7 +173,7 @@ fn copyin_copyout_copyinstr_anonmmap_raise() {
         p.send_msg(&Message::Syscall {
             reqno: 7,
             sysnum: 1001,
-            args: &args(&[30]),
+            args: &args::encode(&[30]),
         })
         .unwrap();
         expect_frame(
@@ -201,7 +202,7 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         let s = server(t);
         let mut p = RawPeer::guest(&s.url(), "efault").unwrap();
         // Short COPYIN answer.
-        p.syscall_async(2, 4, &args(&[1, 0x1000, 8]));
+        p.syscall_async(2, 4, &args::encode(&[1, 0x1000, 8]));
         let f = p.recv_msg().unwrap();
         let r = f.header().reqno();
         p.send_msg(&Message::CopyinResp {
@@ -219,7 +220,7 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         )
         .unwrap();
         // Long COPYIN answer.
-        p.syscall_async(3, 4, &args(&[1, 0x1000, 2]));
+        p.syscall_async(3, 4, &args::encode(&[1, 0x1000, 2]));
         let r = p.recv_msg().unwrap().header().reqno();
         p.send_msg(&Message::CopyinResp {
             reqno: r,
@@ -236,7 +237,7 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         )
         .unwrap();
         // ERROR answer to a COPYIN (our extension).
-        p.syscall_async(4, 4, &args(&[1, 0x1000, 2]));
+        p.syscall_async(4, 4, &args::encode(&[1, 0x1000, 2]));
         let r = p.recv_msg().unwrap().header().reqno();
         p.send_msg(&Message::Error {
             reqno: r,
@@ -253,7 +254,7 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         )
         .unwrap();
         // COPYINSTR answer longer than asked.
-        p.syscall_async(5, 5, &args(&[0x3000, 0, 0]));
+        p.syscall_async(5, 5, &args::encode(&[0x3000, 0, 0]));
         let r = p.recv_msg().unwrap().header().reqno();
         p.send_msg(&Message::CopyinResp {
             reqno: r,
@@ -270,7 +271,7 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         )
         .unwrap();
         // ERROR answer to ANONMMAP.
-        p.syscall_async(6, 1000, &args(&[4096]));
+        p.syscall_async(6, 1000, &args::encode(&[4096]));
         let r = p.recv_msg().unwrap().header().reqno();
         p.send_msg(&Message::Error {
             reqno: r,
@@ -287,7 +288,7 @@ fn bad_copy_answers_fail_the_copy_with_efault() {
         )
         .unwrap();
         // An argument block shorter than the call needs: EFAULT.
-        assert_eq!(p.syscall(7, 4, &args(&[1])).unwrap(), (14, [0, 0]));
+        assert_eq!(p.syscall(7, 4, &args::encode(&[1])).unwrap(), (14, [0, 0]));
         // An ERROR frame nobody waits for is malformed; the connection lives.
         p.send_msg(&Message::Error {
             reqno: 99,
@@ -428,7 +429,7 @@ fn exec_waits_for_inflight_calls_and_refuses_a_second() {
         let s = server(t);
         let mut p = RawPeer::guest(&s.url(), "before").unwrap();
         // A write waits in the kernel for our COPYIN answer.
-        p.syscall_async(2, 4, &args(&[1, 0x1000, 3]));
+        p.syscall_async(2, 4, &args::encode(&[1, 0x1000, 3]));
         let r = p.recv_msg().unwrap().header().reqno();
         p.send_msg(&Message::Handshake {
             reqno: 0,
@@ -454,7 +455,7 @@ fn exec_waits_for_inflight_calls_and_refuses_a_second() {
         expect_frame(&mut p, &Message::HandshakeResp { reqno: 0, error: 0 }).unwrap();
         assert_eq!(p.syscall(1, 20, &[]).unwrap(), (0, [2, 0]));
         // An exec while one is in progress: INEXEC and the connection ends.
-        p.syscall_async(2, 4, &args(&[1, 0x1000, 3]));
+        p.syscall_async(2, 4, &args::encode(&[1, 0x1000, 3]));
         p.recv_msg().unwrap();
         p.send_msg(&Message::Handshake {
             reqno: 3,
@@ -486,7 +487,7 @@ fn disconnect_mid_copyin_fails_the_copy_and_frees_everything() {
     each_transport(|t| {
         let s = server(t);
         let mut p = RawPeer::guest(&s.url(), "gone").unwrap();
-        p.syscall_async(2, 4, &args(&[1, 0x1000, 3]));
+        p.syscall_async(2, 4, &args::encode(&[1, 0x1000, 3]));
         p.recv_msg().unwrap();
         assert_eq!(s.server.stats().syscalls, 1);
         drop(p);
@@ -519,7 +520,7 @@ fn a_client_that_does_not_read_is_dropped_and_others_go_on() {
                 .send_msg(&Message::Syscall {
                     reqno: 2 + sent,
                     sysnum: 3,
-                    args: &args(&[0, 0x1000, 256 << 10]),
+                    args: &args::encode(&[0, 0x1000, 256 << 10]),
                 })
                 .is_err()
             {
@@ -701,11 +702,11 @@ fn an_inline_call_that_waits_for_the_client_fails_instead_of_stalling() {
     assert_eq!(p.syscall(2, 20, &[]).unwrap(), (0, [2, 0]));
     // write needs a COPYIN: refused at once with EFAULT, nothing sent.
     assert_eq!(
-        p.syscall(3, 4, &args(&[1, 0x1000, 4])).unwrap(),
+        p.syscall(3, 4, &args::encode(&[1, 0x1000, 4])).unwrap(),
         (14, [0, 0])
     );
     // read only pushes a COPYOUT: allowed inline.
-    p.syscall_async(4, 3, &args(&[0, 0x2000, 2]));
+    p.syscall_async(4, 3, &args::encode(&[0, 0x2000, 2]));
     expect_frame(
         &mut p,
         &Message::Copyout {
@@ -760,12 +761,12 @@ fn calls_in_flight_per_client_are_capped() {
     let s = server_with(Transport::Unix, cfg);
     let mut p = RawPeer::guest(&s.url(), "greedy").unwrap();
     // Two writes wait for COPYIN answers we hold back: each holds a thread.
-    p.syscall_async(2, 4, &args(&[1, 0x1000, 1]));
+    p.syscall_async(2, 4, &args::encode(&[1, 0x1000, 1]));
     let r1 = p.recv_msg().unwrap().header().reqno();
-    p.syscall_async(3, 4, &args(&[1, 0x1000, 1]));
+    p.syscall_async(3, 4, &args::encode(&[1, 0x1000, 1]));
     let r2 = p.recv_msg().unwrap().header().reqno();
     // A third is refused without taking a thread.
-    p.syscall_async(4, 4, &args(&[1, 0x1000, 1]));
+    p.syscall_async(4, 4, &args::encode(&[1, 0x1000, 1]));
     expect_frame(
         &mut p,
         &Message::Error {
@@ -789,7 +790,7 @@ fn calls_in_flight_per_client_are_capped() {
         },
     )
     .unwrap();
-    p.syscall_async(5, 4, &args(&[1, 0x1000, 1]));
+    p.syscall_async(5, 4, &args::encode(&[1, 0x1000, 1]));
     let r3 = p.recv_msg().unwrap().header().reqno();
     for (r, want) in [(r2, 3), (r3, 5)] {
         p.send_msg(&Message::CopyinResp {

@@ -8,11 +8,12 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as PropConfig;
 use sp_model::ModelKernel;
 use sp_proto::abi::sys;
+use sp_proto::args;
 use sp_proto::{Cookie, ErrorCode, Handshake, Message, MsgType};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::{call, eventually, expect_close, expect_frame, frame, prefork, raw_frame};
-use sp_testkit::rawpeer::{args, OwnedFrame, RawPeer, Recv};
+use sp_testkit::rawpeer::{OwnedFrame, RawPeer, Recv};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,7 +186,7 @@ impl World {
                         &mut r.peer,
                         reqno,
                         sys::WRITE,
-                        &args(&[wr, 0x1000, n]),
+                        &args::encode(&[wr, 0x1000, n]),
                         &[&data],
                         0,
                     )
@@ -199,7 +200,7 @@ impl World {
                         &mut r.peer,
                         reqno,
                         sys::READ,
-                        &args(&[rd, 0x2000, 64]),
+                        &args::encode(&[rd, 0x2000, 64]),
                         &[],
                         0,
                     )
@@ -209,7 +210,10 @@ impl World {
                     for fd in [rd, wr] {
                         let reqno = r.reqno();
                         assert_eq!(
-                            r.peer.syscall(reqno, sys::CLOSE, &args(&[fd])).unwrap().0,
+                            r.peer
+                                .syscall(reqno, sys::CLOSE, &args::encode(&[fd]))
+                                .unwrap()
+                                .0,
                             0
                         );
                     }
