@@ -1,7 +1,7 @@
 //! Client buffers: a list of (address, length) segments that data is
 //! gathered from (COPYIN) or scattered to (COPYOUT) through the port.
 
-use sp_proto::abi::Errno;
+use sp_proto::abi::{Errno, Iovec};
 use sp_server::ClientPort;
 
 /// Most bytes moved by one COPYIN or COPYOUT; larger transfers are split,
@@ -9,8 +9,6 @@ use sp_server::ClientPort;
 pub(crate) const IO_CHUNK: u64 = 1 << 20;
 /// Most iovecs readv and writev take (NetBSD's IOV_MAX).
 pub(crate) const IOV_MAX: usize = 1024;
-/// Size of a `struct iovec` on LP64.
-const IOVEC_SIZE: usize = 16;
 
 /// Client buffers, in order.
 pub(crate) struct Segs(Vec<(u64, u64)>);
@@ -33,14 +31,12 @@ impl Segs {
             .ok()
             .filter(|&c| (1..=IOV_MAX).contains(&c))
             .ok_or(Errno::EINVAL)?;
-        let mut raw = vec![0u8; cnt * IOVEC_SIZE];
+        let mut raw = vec![0u8; cnt * Iovec::SIZE];
         port.copyin(iov, &mut raw)?;
         let mut segs = Vec::with_capacity(cnt);
         let mut total: u64 = 0;
-        for rec in raw.chunks_exact(IOVEC_SIZE) {
-            let (b, l) = rec.split_at(8);
-            let base = u64::from_le_bytes(b.try_into().map_err(|_| Errno::EFAULT)?);
-            let len = u64::from_le_bytes(l.try_into().map_err(|_| Errno::EFAULT)?);
+        for rec in Iovec::slice(&raw).ok_or(Errno::EFAULT)? {
+            let (base, len) = (rec.base(), rec.len());
             total = total
                 .checked_add(len)
                 .filter(|&t| t <= i64::MAX as u64)
