@@ -172,7 +172,7 @@ use file::{FdEntry, FdTable, FileObj, OpenFile};
 use fs::Fs;
 use parking_lot::{Mutex, RwLock};
 use proc::{CallGuard, Proc, ProcState, Stats, Waiter, MAXCOMLEN};
-use sp_proto::abi::{oflag, Errno, SysResult};
+use sp_proto::abi::{oflag, Errno, SysResult, Sysnum};
 use sp_proto::comm_name;
 use sp_server::{ClientPort, Kernel, Port, ProcId};
 use std::collections::HashMap;
@@ -550,22 +550,21 @@ impl Kernel for ModelKernel {
     /// the server may run them without a hand-off to a worker. (Not fcntl:
     /// its lock commands copy a `struct flock` in.)
     fn runs_inline(&self, sysnum: u32) -> bool {
-        use sp_proto::abi::sys as n;
         matches!(
-            sysnum,
-            n::GETPID
-                | n::GETPPID
-                | n::UMASK
-                | n::CLOSE
-                | n::DUP
-                | n::DUP2
-                | n::DUP3
-                | n::LSEEK
-                | n::FSYNC
-                | n::FCHDIR
-                | n::FTRUNCATE
-                | n::PIPE
-                | n::KILL
+            Sysnum(sysnum),
+            Sysnum::GETPID
+                | Sysnum::GETPPID
+                | Sysnum::UMASK
+                | Sysnum::CLOSE
+                | Sysnum::DUP
+                | Sysnum::DUP2
+                | Sysnum::DUP3
+                | Sysnum::LSEEK
+                | Sysnum::FSYNC
+                | Sysnum::FCHDIR
+                | Sysnum::FTRUNCATE
+                | Sysnum::PIPE
+                | Sysnum::KILL
         )
     }
 }

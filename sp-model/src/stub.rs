@@ -25,16 +25,16 @@
 #![forbid(unsafe_code)]
 
 use parking_lot::Mutex;
-use sp_proto::abi::{sys, Errno, SysResult};
+use sp_proto::abi::{Errno, SysResult, Sysnum};
 use sp_proto::comm_name;
 use sp_server::{Args, Carried, ClientPort, Kernel, Port, ProcId};
 use std::collections::HashMap;
 use std::fmt;
 
 /// Syscall number of the stub's test-only anonmmap call.
-pub const SYS_TEST_ANONMMAP: u32 = 1000;
+pub const SYS_TEST_ANONMMAP: Sysnum = Sysnum(1000);
 /// Syscall number of the stub's test-only raise call.
-pub const SYS_TEST_RAISE: u32 = 1001;
+pub const SYS_TEST_RAISE: Sysnum = Sysnum(1001);
 /// Largest read or write the stub serves (the captures use a few bytes).
 pub const MAX_IO: u64 = 64 << 20;
 /// Path buffer size of the stub's open (NetBSD's MAXPATHLEN).
@@ -147,9 +147,9 @@ impl Kernel for StubKernel {
             let g = self.inner.lock();
             g.procs.get(&proc).ok_or(Errno::ESRCH)?.pid
         };
-        match sysnum {
-            sys::GETPID => Ok([pid as i64, 0]),
-            sys::WRITE => {
+        match Sysnum(sysnum) {
+            Sysnum::GETPID => Ok([pid as i64, 0]),
+            Sysnum::WRITE => {
                 let (buf, n) = (a.u64(1)?, a.u64(2)?);
                 if n > MAX_IO {
                     return Err(Errno::EINVAL);
@@ -160,7 +160,7 @@ impl Kernel for StubKernel {
                 drop(data);
                 Ok([n as i64, 0])
             }
-            sys::READ => {
+            Sysnum::READ => {
                 let (buf, n) = (a.u64(1)?, a.u64(2)?);
                 if n > MAX_IO {
                     return Err(Errno::EINVAL);
@@ -169,7 +169,7 @@ impl Kernel for StubKernel {
                 port.copyout(buf, &data)?;
                 Ok([n as i64, 0])
             }
-            sys::OPEN => {
+            Sysnum::OPEN => {
                 let path = port.copyinstr(a.u64(0)?, MAXPATHLEN)?;
                 if path == b"/ok" {
                     Ok([3, 0])
@@ -211,19 +211,19 @@ impl Kernel for StubKernel {
     /// getpid touches only the stub's own table: the server runs it on its
     /// event loop, with no hand-off to a worker.
     fn runs_inline(&self, sysnum: u32) -> bool {
-        sysnum == sys::GETPID
+        Sysnum(sysnum) == Sysnum::GETPID
     }
 
     /// write and open, when their request carried the bytes they read
     /// (the extension): nothing to wait for, so inline too.
     fn runs_inline_with(&self, _: ProcId, sysnum: u32, args: &[u8], carried: &Carried<'_>) -> bool {
         let a = Args(args);
-        match sysnum {
-            sys::WRITE => match (a.u64(1), a.u64(2)) {
+        match Sysnum(sysnum) {
+            Sysnum::WRITE => match (a.u64(1), a.u64(2)) {
                 (Ok(buf), Ok(n)) => n <= MAX_IO && carried.holds(buf, n),
                 _ => false,
             },
-            sys::OPEN => a.u64(0).is_ok_and(|p| carried.holds_str(p, MAXPATHLEN)),
+            Sysnum::OPEN => a.u64(0).is_ok_and(|p| carried.holds_str(p, MAXPATHLEN)),
             _ => false,
         }
     }

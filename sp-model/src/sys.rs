@@ -10,29 +10,31 @@ use super::pipe::Pipe;
 use super::proc::{Proc, Waiter};
 use super::uio::{Segs, IO_CHUNK};
 use super::ModelKernel;
-use sp_proto::abi::{fcntl, misc, mode, oflag, sig, sys, Errno, Stat, SysResult};
+use sp_proto::abi::{fcntl, misc, mode, oflag, Errno, Signal, Stat, SysResult, Sysnum};
 use sp_server::{Args, ClientPort};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// NetBSD numbers of the calls `sp_proto::abi::sys` does not name.
+/// NetBSD numbers of the calls [`Sysnum`] does not name.
 pub mod num {
+    use sp_proto::abi::Sysnum;
+
     /// link(path, link).
-    pub const LINK: u32 = 9;
+    pub const LINK: Sysnum = Sysnum(9);
     /// chmod(path, mode).
-    pub const CHMOD: u32 = 15;
+    pub const CHMOD: Sysnum = Sysnum(15);
     /// symlink(path, link).
-    pub const SYMLINK: u32 = 57;
+    pub const SYMLINK: Sysnum = Sysnum(57);
     /// readlink(path, buf, count).
-    pub const READLINK: u32 = 58;
+    pub const READLINK: Sysnum = Sysnum(58);
     /// fchmod(fd, mode).
-    pub const FCHMOD: u32 = 124;
+    pub const FCHMOD: Sysnum = Sysnum(124);
     /// truncate(path, PAD, length).
-    pub const TRUNCATE: u32 = 200;
+    pub const TRUNCATE: Sysnum = Sysnum(200);
     /// __mount50(type, path, flags, data, data_len).
-    pub const MOUNT: u32 = 410;
+    pub const MOUNT: Sysnum = Sysnum(410);
     /// __utimes50(path, tptr): two `struct timeval` {i64 sec, i32 usec}.
-    pub const UTIMES: u32 = 420;
+    pub const UTIMES: Sysnum = Sysnum(420);
 }
 
 /// Path buffer size, NUL included (NetBSD's MAXPATHLEN).
@@ -63,7 +65,7 @@ const FLOCK_SIZE: usize = 24;
 const EPASSTHROUGH: Errno = Errno(-4);
 /// NetBSD's EFBIG and SIGXFSZ: a write past the file size limit.
 const EFBIG: Errno = Errno(27);
-const SIGXFSZ: u32 = 25;
+const SIGXFSZ: Signal = Signal(25);
 /// File system type names are shorter than this (MFSNAMELEN).
 const MFSNAMELEN: usize = 32;
 /// Largest mount argument block (VFS_MAX_MOUNT_DATA).
@@ -119,41 +121,41 @@ impl<'a> Ctx<'a> {
 
     /// Runs call `sysnum`; `ENOSYS` for a number the model lacks.
     pub(crate) fn dispatch(&self, sysnum: u32) -> SysResult {
-        match sysnum {
-            sys::READ => self.read(),
-            sys::WRITE => self.write(),
-            sys::OPEN => self.open(),
-            sys::CLOSE => self.close(),
-            sys::UNLINK => self.unlink(),
-            sys::CHDIR => self.chdir(),
-            sys::FCHDIR => self.fchdir(),
-            sys::GETPID => Ok([self.p.pid as i64, self.ppid() as i64]),
-            sys::ACCESS => self.access(),
-            sys::KILL => self.kill(),
-            sys::GETPPID => ok(self.ppid() as i64),
-            sys::DUP => self.dup(),
-            sys::PIPE => self.pipe(),
-            sys::UMASK => self.umask(),
-            sys::DUP2 => self.dup2(),
-            sys::FCNTL => self.fcntl(),
-            sys::FSYNC => self.fsync(),
-            sys::READV => self.readv(),
-            sys::WRITEV => self.writev(),
-            sys::RENAME => self.rename(),
-            sys::MKDIR => self.mkdir(),
-            sys::RMDIR => self.rmdir(),
-            sys::PREAD => self.pread(),
-            sys::PWRITE => self.pwrite(),
-            sys::MMAP => self.mmap(),
-            sys::LSEEK => self.lseek(),
-            sys::FTRUNCATE => self.ftruncate(),
-            sys::GETCWD => self.getcwd(),
-            sys::GETDENTS => self.getdents(),
-            sys::STAT => self.stat(Nd::FOLLOW),
-            sys::LSTAT => self.stat(Nd::NOFOLLOW),
-            sys::FSTAT => self.fstat(),
-            sys::PIPE2 => self.pipe2(),
-            sys::DUP3 => self.dup3(),
+        match Sysnum(sysnum) {
+            Sysnum::READ => self.read(),
+            Sysnum::WRITE => self.write(),
+            Sysnum::OPEN => self.open(),
+            Sysnum::CLOSE => self.close(),
+            Sysnum::UNLINK => self.unlink(),
+            Sysnum::CHDIR => self.chdir(),
+            Sysnum::FCHDIR => self.fchdir(),
+            Sysnum::GETPID => Ok([self.p.pid as i64, self.ppid() as i64]),
+            Sysnum::ACCESS => self.access(),
+            Sysnum::KILL => self.kill(),
+            Sysnum::GETPPID => ok(self.ppid() as i64),
+            Sysnum::DUP => self.dup(),
+            Sysnum::PIPE => self.pipe(),
+            Sysnum::UMASK => self.umask(),
+            Sysnum::DUP2 => self.dup2(),
+            Sysnum::FCNTL => self.fcntl(),
+            Sysnum::FSYNC => self.fsync(),
+            Sysnum::READV => self.readv(),
+            Sysnum::WRITEV => self.writev(),
+            Sysnum::RENAME => self.rename(),
+            Sysnum::MKDIR => self.mkdir(),
+            Sysnum::RMDIR => self.rmdir(),
+            Sysnum::PREAD => self.pread(),
+            Sysnum::PWRITE => self.pwrite(),
+            Sysnum::MMAP => self.mmap(),
+            Sysnum::LSEEK => self.lseek(),
+            Sysnum::FTRUNCATE => self.ftruncate(),
+            Sysnum::GETCWD => self.getcwd(),
+            Sysnum::GETDENTS => self.getdents(),
+            Sysnum::STAT => self.stat(Nd::FOLLOW),
+            Sysnum::LSTAT => self.stat(Nd::NOFOLLOW),
+            Sysnum::FSTAT => self.fstat(),
+            Sysnum::PIPE2 => self.pipe2(),
+            Sysnum::DUP3 => self.dup3(),
             num::LINK => self.link(),
             num::CHMOD => self.chmod(),
             num::SYMLINK => self.symlink(),
@@ -228,7 +230,7 @@ impl<'a> Ctx<'a> {
     /// description has O_NOSIGPIPE), `EPIPE`.
     fn epipe(&self, f: &OpenFile) -> SysResult {
         if !f.nosigpipe() {
-            let _ = self.port.raise(sig::SIGPIPE);
+            let _ = self.port.raise(Signal::SIGPIPE.0);
         }
         Err(Errno::EPIPE)
     }
@@ -395,7 +397,7 @@ impl<'a> Ctx<'a> {
                         .checked_add(total)
                         .map_or(true, |e| e > i64::MAX as u64)
                 {
-                    let _ = self.port.raise(SIGXFSZ);
+                    let _ = self.port.raise(SIGXFSZ.0);
                     return Err(EFBIG);
                 }
                 let mut done = 0u64;

@@ -16,13 +16,13 @@
 
 use sp_client::{Call, Client, Options};
 use sp_model::{Boot, ModelKernel};
-use sp_proto::abi::{fcntl, misc, oflag, sys, Dirent, Errno, Stat};
+use sp_proto::abi::{fcntl, misc, oflag, Dirent, Errno, Stat, Sysnum};
 use sp_testkit::harness::{TestServer, Transport};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-// NetBSD numbers of calls that sp-proto does not name.
+// NetBSD numbers of calls that sp_proto::abi::Sysnum does not name.
 use sp_model::num::{CHMOD, FCHMOD, LINK, MOUNT, READLINK, SYMLINK, TRUNCATE, UTIMES};
 
 /// NetBSD's `NODEV`.
@@ -115,7 +115,7 @@ impl Side {
         self.c.call(call).map(|r| r[0])
     }
 
-    fn path2(&self, n: u32, a: &str, b: &str) -> Result<i64, Errno> {
+    fn path2(&self, n: Sysnum, a: &str, b: &str) -> Result<i64, Errno> {
         let (a, b) = (cs(a), cs(b));
         self.call(Call::new(n).cstr(&a).cstr(&b))
     }
@@ -494,10 +494,10 @@ fn script(s: &mut Side) {
     s.rec("readv 0 iovecs bad fd", s.c.readv(99, &mut []));
     s.rec("writev 2", s.c.writev(fd, &[b"ab", b"cd"]));
     s.rec("readv neg count", {
-        s.call(Call::new(sys::READV).int(fd).arg(0).int(-1))
+        s.call(Call::new(Sysnum::READV).int(fd).arg(0).int(-1))
     });
     s.rec("readv 1025", {
-        s.call(Call::new(sys::READV).int(fd).arg(0).int(1025))
+        s.call(Call::new(Sysnum::READV).int(fd).arg(0).int(1025))
     });
     s.rec("content 2", s.content("/tmp/a"));
     s.rec("fstat 3 bytes+", sv(s.c.fstat_raw(fd)));
@@ -698,7 +698,7 @@ fn script(s: &mut Side) {
     );
     s.rec("getcwd short", {
         let mut buf = [0u8; 4];
-        s.call(Call::new(sys::GETCWD).output(&mut buf).arg(4))
+        s.call(Call::new(Sysnum::GETCWD).output(&mut buf).arg(4))
     });
     s.rec("rmdir cwd", s.c.rmdir("/tmp/d"));
     s.rec(
@@ -1252,13 +1252,13 @@ fn script(s: &mut Side) {
         // short l_type, short l_whence.
         let mut fl = [0u8; 24];
         fl[20..22].copy_from_slice(&3i16.to_le_bytes());
-        let a = s.call(Call::new(sys::FCNTL).int(f).int(7).inout(&mut fl));
+        let a = s.call(Call::new(Sysnum::FCNTL).int(f).int(7).inout(&mut fl));
         let got = fl;
         let mut fl2 = [0u8; 24];
         fl2[20..22].copy_from_slice(&3i16.to_le_bytes());
-        let b = s.call(Call::new(sys::FCNTL).int(f).int(8).inout(&mut fl2));
+        let b = s.call(Call::new(Sysnum::FCNTL).int(f).int(8).inout(&mut fl2));
         let (r, w) = s.c.pipe().unwrap_or((-1, -1));
-        let c = s.call(Call::new(sys::FCNTL).int(r).int(8).inout(&mut fl2));
+        let c = s.call(Call::new(Sysnum::FCNTL).int(r).int(8).inout(&mut fl2));
         for x in [f, r, w] {
             let _ = s.c.close(x);
         }
@@ -1295,8 +1295,8 @@ fn script(s: &mut Side) {
         let mut b2 = [0u8; 2];
         let mut b1 = [0u8; 1];
         (
-            s.call(Call::new(sys::GETCWD).output(&mut b2).arg(2)),
-            s.call(Call::new(sys::GETCWD).output(&mut b1).arg(1)),
+            s.call(Call::new(Sysnum::GETCWD).output(&mut b2).arg(2)),
+            s.call(Call::new(Sysnum::GETCWD).output(&mut b1).arg(1)),
         )
     });
     s.rec("dir fd fcntl", {
@@ -1321,12 +1321,12 @@ fn script(s: &mut Side) {
         let f = s.c.open("/tmp/b", 0, 0).unwrap_or(-1);
         let mut b = [0u8; 4];
         let r = s.call(
-            Call::new(sys::READ)
+            Call::new(Sysnum::READ)
                 .int(f)
                 .output(&mut b)
                 .arg(u64::MAX / 2 + 1),
         );
-        let r2 = s.call(Call::new(sys::READ).int(99).arg(0).arg(u64::MAX));
+        let r2 = s.call(Call::new(Sysnum::READ).int(99).arg(0).arg(u64::MAX));
         let _ = s.c.close(f);
         (r, r2)
     });
@@ -1573,7 +1573,7 @@ fn script(s: &mut Side) {
     s.rec("mmap file", {
         let f = s.c.open("/tmp/b", 0, 0).unwrap_or(-1);
         let r = s.call(
-            Call::new(sys::MMAP)
+            Call::new(Sysnum::MMAP)
                 .arg(0)
                 .arg(4096)
                 .int(1)

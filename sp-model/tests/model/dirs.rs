@@ -2,7 +2,7 @@
 
 use super::T;
 use sp_model::{num, Boot, ModelKernel};
-use sp_proto::abi::{dt, mode, oflag, sys, Dirent, Errno};
+use sp_proto::abi::{dt, mode, oflag, Dirent, Errno, Sysnum};
 use std::sync::Arc;
 
 #[test]
@@ -49,7 +49,7 @@ fn without_the_tmpfs_tmp_is_rumpfs() {
     assert_eq!((st.st_size.get(), st.st_blksize.get()), (512, 512));
     assert!(t.names("/tmp").is_empty());
     // rumpfs can be emptied: /tmp is removable there.
-    t.ok(sys::RMDIR, &[t.s("/tmp")]);
+    t.ok(Sysnum::RMDIR, &[t.s("/tmp")]);
     assert_eq!(t.names("/"), ["dev"]);
 }
 
@@ -69,7 +69,7 @@ fn path_resolution() {
     ] {
         assert_eq!(t.content(p), b"x", "{p}");
     }
-    t.ok(sys::CHDIR, &[t.s("/tmp/a")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/a")]);
     assert_eq!(t.content("b/f"), b"x");
     assert_eq!(t.content("./b/f"), b"x");
     assert_eq!(t.content("../a/b/f"), b"x");
@@ -93,7 +93,10 @@ fn path_resolution() {
         Err(Errno::ENAMETOOLONG)
     );
     assert_eq!(
-        t.err(sys::MKDIR, &[t.s(&format!("/{}", "r".repeat(256))), 0o755]),
+        t.err(
+            Sysnum::MKDIR,
+            &[t.s(&format!("/{}", "r".repeat(256))), 0o755]
+        ),
         Errno::ENAMETOOLONG
     );
     let ok_name = format!("/tmp/{}", "n".repeat(255));
@@ -110,30 +113,36 @@ fn mkdir_rmdir() {
     let t = T::new();
     t.mkdir("/tmp/d");
     assert_eq!(t.stat("/tmp").unwrap().st_nlink.get(), 3);
-    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/d"), 0o755]), Errno::EEXIST);
-    assert_eq!(t.err(sys::MKDIR, &[t.s("/"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(Sysnum::MKDIR, &[t.s("/tmp/d"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(Sysnum::MKDIR, &[t.s("/"), 0o755]), Errno::EEXIST);
     // The mount point /tmp: creating it is EEXIST, removing it EBUSY.
-    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp"), 0o755]), Errno::EEXIST);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp")]), Errno::EBUSY);
-    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/x/y"), 0o755]), Errno::ENOENT);
+    assert_eq!(t.err(Sysnum::MKDIR, &[t.s("/tmp"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp")]), Errno::EBUSY);
+    assert_eq!(
+        t.err(Sysnum::MKDIR, &[t.s("/tmp/x/y"), 0o755]),
+        Errno::ENOENT
+    );
     t.mkdir("/tmp/d/e/");
     t.create("/tmp/d/f", b"");
     assert_eq!(
-        t.err(sys::MKDIR, &[t.s("/tmp/d/f/g"), 0o755]),
+        t.err(Sysnum::MKDIR, &[t.s("/tmp/d/f/g"), 0o755]),
         Errno::ENOTDIR
     );
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d")]), Errno::ENOTEMPTY);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/f")]), Errno::ENOTDIR);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/.")]), Errno::EINVAL);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/e/..")]), Errno::ENOTEMPTY);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/d")]), Errno::ENOTEMPTY);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/d/f")]), Errno::ENOTDIR);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/d/.")]), Errno::EINVAL);
+    assert_eq!(
+        t.err(Sysnum::RMDIR, &[t.s("/tmp/d/e/..")]),
+        Errno::ENOTEMPTY
+    );
     // d/.. is the root of the tmpfs.
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/d/..")]), Errno::EBUSY);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/..")]), Errno::EBUSY);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/")]), Errno::EBUSY);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/zz")]), Errno::ENOENT);
-    t.ok(sys::RMDIR, &[t.s("/tmp/d/e")]);
-    t.ok(sys::UNLINK, &[t.s("/tmp/d/f")]);
-    t.ok(sys::RMDIR, &[t.s("/tmp/d/")]);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/d/..")]), Errno::EBUSY);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/..")]), Errno::EBUSY);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/")]), Errno::EBUSY);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/zz")]), Errno::ENOENT);
+    t.ok(Sysnum::RMDIR, &[t.s("/tmp/d/e")]);
+    t.ok(Sysnum::UNLINK, &[t.s("/tmp/d/f")]);
+    t.ok(Sysnum::RMDIR, &[t.s("/tmp/d/")]);
     assert_eq!(t.stat("/tmp/d"), Err(Errno::ENOENT));
     assert_eq!(t.stat("/tmp").unwrap().st_nlink.get(), 2);
 }
@@ -144,38 +153,38 @@ fn chdir_fchdir_getcwd() {
     assert_eq!(t.getcwd().unwrap(), b"/");
     t.mkdir("/tmp/a");
     t.mkdir("/tmp/a/b");
-    t.ok(sys::CHDIR, &[t.s("/tmp/a/b")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/a/b")]);
     assert_eq!(t.getcwd().unwrap(), b"/tmp/a/b");
-    t.ok(sys::CHDIR, &[t.s("..")]);
+    t.ok(Sysnum::CHDIR, &[t.s("..")]);
     assert_eq!(t.getcwd().unwrap(), b"/tmp/a");
     t.create("file", b"");
-    assert_eq!(t.err(sys::CHDIR, &[t.s("file")]), Errno::ENOTDIR);
-    assert_eq!(t.err(sys::CHDIR, &[t.s("nope")]), Errno::ENOENT);
+    assert_eq!(t.err(Sysnum::CHDIR, &[t.s("file")]), Errno::ENOTDIR);
+    assert_eq!(t.err(Sysnum::CHDIR, &[t.s("nope")]), Errno::ENOENT);
 
     let root = t.open("/", oflag::O_RDONLY, 0).unwrap() as u64;
     let file = t.open("file", oflag::O_RDONLY, 0).unwrap() as u64;
-    assert_eq!(t.err(sys::FCHDIR, &[file]), Errno::ENOTDIR);
-    assert_eq!(t.err(sys::FCHDIR, &[99]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::FCHDIR, &[file]), Errno::ENOTDIR);
+    assert_eq!(t.err(Sysnum::FCHDIR, &[99]), Errno::EBADF);
     // Not a vnode: EINVAL (NetBSD's fd_getvnode).
     let (r, _) = t.pipe();
-    assert_eq!(t.err(sys::FCHDIR, &[r as u64]), Errno::EINVAL);
-    t.ok(sys::FCHDIR, &[root]);
+    assert_eq!(t.err(Sysnum::FCHDIR, &[r as u64]), Errno::EINVAL);
+    t.ok(Sysnum::FCHDIR, &[root]);
     assert_eq!(t.getcwd().unwrap(), b"/");
 
     // __getcwd returns the length with the NUL; ERANGE if it does not fit.
-    t.ok(sys::CHDIR, &[t.s("/tmp/a")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/a")]);
     let buf = t.port.alloc_zeroed(7);
-    assert_eq!(t.ok(sys::GETCWD, &[buf, 7]), 7);
+    assert_eq!(t.ok(Sysnum::GETCWD, &[buf, 7]), 7);
     assert_eq!(t.port.read(buf, 7), b"/tmp/a\0");
-    assert_eq!(t.err(sys::GETCWD, &[buf, 6]), Errno::ERANGE);
-    assert_eq!(t.err(sys::GETCWD, &[buf, 0]), Errno::ERANGE);
+    assert_eq!(t.err(Sysnum::GETCWD, &[buf, 6]), Errno::ERANGE);
+    assert_eq!(t.err(Sysnum::GETCWD, &[buf, 0]), Errno::ERANGE);
 
     // The cwd removed under us: lookups and getcwd fail with ENOENT.
-    t.ok(sys::CHDIR, &[t.s("/tmp/a/b")]);
-    t.ok(sys::RMDIR, &[t.s("/tmp/a/b")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/a/b")]);
+    t.ok(Sysnum::RMDIR, &[t.s("/tmp/a/b")]);
     assert_eq!(t.getcwd(), Err(Errno::ENOENT));
     assert_eq!(t.stat("."), Err(Errno::ENOENT));
-    assert_eq!(t.err(sys::MKDIR, &[t.s("x"), 0o755]), Errno::ENOENT);
+    assert_eq!(t.err(Sysnum::MKDIR, &[t.s("x"), 0o755]), Errno::ENOENT);
     assert_eq!(
         t.open("x", oflag::O_CREAT | oflag::O_RDWR, 0o644),
         Err(Errno::ENOENT)
@@ -193,20 +202,20 @@ fn rename_cases() {
     t.create("/tmp/b", b"B");
     // Over an existing file.
     let ino_a = t.stat("/tmp/a").unwrap().st_ino.get();
-    t.ok(sys::RENAME, &[t.s("/tmp/a"), t.s("/tmp/b")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/a"), t.s("/tmp/b")]);
     assert_eq!(t.stat("/tmp/a"), Err(Errno::ENOENT));
     assert_eq!(t.content("/tmp/b"), b"A");
     assert_eq!(t.stat("/tmp/b").unwrap().st_ino.get(), ino_a);
     // Onto itself: nothing happens.
-    t.ok(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/./b")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/tmp/./b")]);
     assert_eq!(t.content("/tmp/b"), b"A");
     // Errors.
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/none"), t.s("/tmp/c")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/none"), t.s("/tmp/c")]),
         Errno::ENOENT
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/none/c")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/none/c")]),
         Errno::ENOENT
     );
     t.mkdir("/tmp/d");
@@ -215,89 +224,95 @@ fn rename_cases() {
     t.mkdir("/tmp/full");
     t.create("/tmp/full/x", b"");
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d")]),
         Errno::EISDIR
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/b")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/d"), t.s("/tmp/b")]),
         Errno::ENOTDIR
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/full")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/d"), t.s("/tmp/full")]),
         Errno::ENOTEMPTY
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/d/sub/in")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/d"), t.s("/tmp/d/sub/in")]),
         Errno::EINVAL
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/d/in")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/d"), t.s("/tmp/d/in")]),
         Errno::EINVAL
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/d/."), t.s("/tmp/e")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/d/."), t.s("/tmp/e")]),
         Errno::EINVAL
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d/..")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d/..")]),
         Errno::EINVAL
     );
-    assert_eq!(t.err(sys::RENAME, &[t.s("/"), t.s("/tmp/r")]), Errno::EBUSY);
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b/"), t.s("/tmp/c")]),
+        t.err(Sysnum::RENAME, &[t.s("/"), t.s("/tmp/r")]),
+        Errno::EBUSY
+    );
+    assert_eq!(
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b/"), t.s("/tmp/c")]),
         Errno::ENOTDIR
     );
     // A name that must be a directory and does not exist: a file cannot
     // go there.
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/c/")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/tmp/c/")]),
         Errno::ENOENT
     );
     // rename to "." and "..".
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d/.")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/tmp/d/.")]),
         Errno::EISDIR
     );
     // Across file systems: EXDEV; into the root (rumpfs): it does not
     // rename.
     t.mkdir("/tmp/xd");
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/dev/null"), t.s("/tmp/null")]),
+        t.err(Sysnum::RENAME, &[t.s("/dev/null"), t.s("/tmp/null")]),
         Errno::EXDEV
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/b"), t.s("/b")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("/b")]),
         Errno::EOPNOTSUPP
     );
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp"), t.s("/tmp2")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp"), t.s("/tmp2")]),
         Errno::EBUSY
     );
-    t.ok(sys::RMDIR, &[t.s("/tmp/xd")]);
+    t.ok(Sysnum::RMDIR, &[t.s("/tmp/xd")]);
     // A directory over an empty one, and into another directory: link
     // counts and `..` follow.
     // A rename in place keeps the entry's place in the directory.
-    t.ok(sys::RENAME, &[t.s("/tmp/d"), t.s("/tmp/empty")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/d"), t.s("/tmp/empty")]);
     assert_eq!(t.names("/tmp"), [".", "..", "b", "empty", "full"]);
     assert_eq!(t.names("/tmp/empty"), [".", "..", "sub"]);
-    t.ok(sys::RENAME, &[t.s("/tmp/empty/sub"), t.s("/tmp/full/sub")]);
+    t.ok(
+        Sysnum::RENAME,
+        &[t.s("/tmp/empty/sub"), t.s("/tmp/full/sub")],
+    );
     assert_eq!(t.stat("/tmp/empty").unwrap().st_nlink.get(), 2);
     assert_eq!(t.stat("/tmp/full").unwrap().st_nlink.get(), 3);
     assert_eq!(
         t.stat("/tmp/full/sub/..").unwrap().st_ino.get(),
         t.stat("/tmp/full").unwrap().st_ino.get()
     );
-    t.ok(sys::CHDIR, &[t.s("/tmp/full/sub")]);
-    t.ok(sys::RENAME, &[t.s("/tmp/full"), t.s("/tmp/moved")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/full/sub")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/full"), t.s("/tmp/moved")]);
     assert_eq!(t.getcwd().unwrap(), b"/tmp/moved/sub");
     // A file over a file in another directory, relative paths.
-    t.ok(sys::RENAME, &[t.s("/tmp/b"), t.s("../x")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/b"), t.s("../x")]);
     assert_eq!(t.content("/tmp/moved/x"), b"A");
     assert_eq!(t.names("/tmp/moved"), [".", "..", "sub", "x"]);
     // Two names of one file: renaming one onto the other drops the
     // source name.
     t.ok(num::LINK, &[t.s("/tmp/moved/x"), t.s("/tmp/moved/y")]);
-    t.ok(sys::RENAME, &[t.s("/tmp/moved/x"), t.s("/tmp/moved/y")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/moved/x"), t.s("/tmp/moved/y")]);
     assert_eq!(t.names("/tmp/moved"), [".", "..", "sub", "y"]);
     assert_eq!(t.stat("/tmp/moved/y").unwrap().st_nlink.get(), 1);
 }
@@ -336,46 +351,49 @@ fn getdents_records_and_errors() {
     // A buffer too small for even one record: nothing, and the offset
     // stays.
     let buf = t.port.alloc_zeroed(4096);
-    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 8]), 0);
-    assert_eq!(t.ok(sys::LSEEK, &[fd, 0, 0, 1]), 0);
+    assert_eq!(t.ok(Sysnum::GETDENTS, &[fd, buf, 8]), 0);
+    assert_eq!(t.ok(Sysnum::LSEEK, &[fd, 0, 0, 1]), 0);
     // Exactly one record's worth: "." (13 + 1 + 1 = 15, padded to 16).
     assert_eq!(Dirent::reclen(1), 16);
-    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 16]), 16);
+    assert_eq!(t.ok(Sysnum::GETDENTS, &[fd, buf, 16]), 16);
     let raw = t.port.read(buf, 16);
     assert_eq!(u16::from_le_bytes([raw[8], raw[9]]), 16, "d_reclen");
     assert_eq!(u16::from_le_bytes([raw[10], raw[11]]), 1, "d_namlen");
     assert_eq!(raw[12], dt::DT_DIR, "d_type");
     assert_eq!(&raw[13..15], b".\0");
     // The rest, then 0 at the end, and again 0.
-    let n = t.ok(sys::GETDENTS, &[fd, buf, 4096]) as usize;
+    let n = t.ok(Sysnum::GETDENTS, &[fd, buf, 4096]) as usize;
     let rest = Dirent::decode_all(&t.port.read(buf, n)).unwrap();
     assert_eq!(
         rest.iter().map(|d| d.name.as_slice()).collect::<Vec<_>>(),
         [b"..".as_slice(), b"abc"]
     );
     assert_eq!(n % 8, 0, "records are 8-byte aligned");
-    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 4096]), 0);
-    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 4096]), 0);
+    assert_eq!(t.ok(Sysnum::GETDENTS, &[fd, buf, 4096]), 0);
+    assert_eq!(t.ok(Sysnum::GETDENTS, &[fd, buf, 4096]), 0);
     // tmpfs offsets: 0 is ".", 1 "..", 2 the end, entries from 3.
-    assert_eq!(t.ok(sys::LSEEK, &[fd, 0, 0, 1]), 2);
-    t.ok(sys::LSEEK, &[fd, 0, 1, 0]);
-    let n = t.ok(sys::GETDENTS, &[fd, buf, 40]) as usize;
+    assert_eq!(t.ok(Sysnum::LSEEK, &[fd, 0, 0, 1]), 2);
+    t.ok(Sysnum::LSEEK, &[fd, 0, 1, 0]);
+    let n = t.ok(Sysnum::GETDENTS, &[fd, buf, 40]) as usize;
     let two = Dirent::decode_all(&t.port.read(buf, n)).unwrap();
     assert_eq!(two.len(), 2, "..  and abc");
     // An offset that names no entry is EINVAL.
-    t.ok(sys::LSEEK, &[fd, 0, 999, 0]);
-    assert_eq!(t.err(sys::GETDENTS, &[fd, buf, 4096]), Errno::EINVAL);
+    t.ok(Sysnum::LSEEK, &[fd, 0, 999, 0]);
+    assert_eq!(t.err(Sysnum::GETDENTS, &[fd, buf, 4096]), Errno::EINVAL);
     // lseek back to 0 restarts the listing.
-    t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
-    assert!(t.ok(sys::GETDENTS, &[fd, buf, 4096]) > 0);
+    t.ok(Sysnum::LSEEK, &[fd, 0, 0, 0]);
+    assert!(t.ok(Sysnum::GETDENTS, &[fd, buf, 4096]) > 0);
     // A failed copyout does not consume entries.
-    t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
-    assert_eq!(t.err(sys::GETDENTS, &[fd, 0x10, 4096]), Errno::EFAULT);
-    assert_eq!(t.ok(sys::GETDENTS, &[fd, buf, 16]), 16);
+    t.ok(Sysnum::LSEEK, &[fd, 0, 0, 0]);
+    assert_eq!(t.err(Sysnum::GETDENTS, &[fd, 0x10, 4096]), Errno::EFAULT);
+    assert_eq!(t.ok(Sysnum::GETDENTS, &[fd, buf, 16]), 16);
     // Not a directory; not a vnode; not a descriptor.
     let f = t.open("/tmp/abc", oflag::O_RDONLY, 0).unwrap() as u64;
-    assert_eq!(t.err(sys::GETDENTS, &[f, buf, 4096]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::GETDENTS, &[f, buf, 4096]), Errno::EINVAL);
     let (r, _) = t.pipe();
-    assert_eq!(t.err(sys::GETDENTS, &[r as u64, buf, 4096]), Errno::EINVAL);
-    assert_eq!(t.err(sys::GETDENTS, &[99, buf, 4096]), Errno::EBADF);
+    assert_eq!(
+        t.err(Sysnum::GETDENTS, &[r as u64, buf, 4096]),
+        Errno::EINVAL
+    );
+    assert_eq!(t.err(Sysnum::GETDENTS, &[99, buf, 4096]), Errno::EBADF);
 }

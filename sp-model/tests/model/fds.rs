@@ -2,7 +2,7 @@
 
 use super::T;
 use sp_model::{num, FD_LIMIT};
-use sp_proto::abi::{fcntl, mode, oflag, sys, Errno};
+use sp_proto::abi::{fcntl, mode, oflag, Errno, Sysnum};
 
 #[test]
 fn a_guest_starts_with_the_console_on_0_1_2() {
@@ -13,23 +13,23 @@ fn a_guest_starts_with_the_console_on_0_1_2() {
     // One write-only description behind all three.
     for fd in 0..3u64 {
         assert_eq!(
-            t.ok(sys::FCNTL, &[fd, fcntl::F_GETFL.into(), 0]),
+            t.ok(Sysnum::FCNTL, &[fd, fcntl::F_GETFL.into(), 0]),
             i64::from(oflag::O_WRONLY)
         );
-        assert_eq!(t.ok(sys::FCNTL, &[fd, fcntl::F_GETFD.into(), 0]), 0);
+        assert_eq!(t.ok(Sysnum::FCNTL, &[fd, fcntl::F_GETFD.into(), 0]), 0);
     }
     t.ok(
-        sys::FCNTL,
+        Sysnum::FCNTL,
         &[1, fcntl::F_SETFL.into(), oflag::O_APPEND.into()],
     );
     assert_eq!(
-        t.ok(sys::FCNTL, &[2, fcntl::F_GETFL.into(), 0]),
+        t.ok(Sysnum::FCNTL, &[2, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_WRONLY | oflag::O_APPEND)
     );
     // rumpcons has no FIONBIO: O_NONBLOCK is refused.
     assert_eq!(
         t.err(
-            sys::FCNTL,
+            Sysnum::FCNTL,
             &[1, fcntl::F_SETFL.into(), oflag::O_NONBLOCK.into()]
         ),
         Errno::ENOTTY
@@ -51,14 +51,14 @@ fn a_guest_starts_with_the_console_on_0_1_2() {
         (0, 0, 0)
     );
     // Not a vnode: no seek, no sync, no truncate, no chdir, no chmod.
-    assert_eq!(t.err(sys::LSEEK, &[0, 0, 0, 0]), Errno::ESPIPE);
+    assert_eq!(t.err(Sysnum::LSEEK, &[0, 0, 0, 0]), Errno::ESPIPE);
     let buf = t.port.alloc(b"x".to_vec());
-    assert_eq!(t.err(sys::PWRITE, &[1, buf, 1, 0, 0]), Errno::ESPIPE);
-    assert_eq!(t.err(sys::PREAD, &[1, buf, 1, 0, 0]), Errno::EBADF);
-    assert_eq!(t.err(sys::FSYNC, &[0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::FTRUNCATE, &[1, 0, 0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::FCHDIR, &[0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::GETDENTS, &[0, buf, 1]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::PWRITE, &[1, buf, 1, 0, 0]), Errno::ESPIPE);
+    assert_eq!(t.err(Sysnum::PREAD, &[1, buf, 1, 0, 0]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::FSYNC, &[0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::FTRUNCATE, &[1, 0, 0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::FCHDIR, &[0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::GETDENTS, &[0, buf, 1]), Errno::EINVAL);
     assert_eq!(t.err(num::FCHMOD, &[0, 0o644]), Errno::EINVAL);
     // The console is not in the namespace.
     assert_eq!(t.stat("/dev/console"), Err(Errno::ENOENT));
@@ -66,7 +66,7 @@ fn a_guest_starts_with_the_console_on_0_1_2() {
     let u = T::on(t.k.clone());
     assert_eq!(u.fds(), [0, 1, 2]);
     assert_eq!(
-        u.ok(sys::FCNTL, &[2, fcntl::F_GETFL.into(), 0]),
+        u.ok(Sysnum::FCNTL, &[2, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_WRONLY)
     );
 }
@@ -78,12 +78,12 @@ fn close_and_lowest_free() {
         .map(|_| t.open("/dev/null", oflag::O_RDONLY, 0).unwrap())
         .collect();
     assert_eq!(fds, [3, 4, 5, 6, 7]);
-    t.ok(sys::CLOSE, &[4]);
-    t.ok(sys::CLOSE, &[6]);
-    t.ok(sys::CLOSE, &[0]);
-    assert_eq!(t.err(sys::CLOSE, &[6]), Errno::EBADF);
-    assert_eq!(t.err(sys::CLOSE, &[(-1i64) as u64]), Errno::EBADF);
-    assert_eq!(t.err(sys::CLOSE, &[FD_LIMIT as u64]), Errno::EBADF);
+    t.ok(Sysnum::CLOSE, &[4]);
+    t.ok(Sysnum::CLOSE, &[6]);
+    t.ok(Sysnum::CLOSE, &[0]);
+    assert_eq!(t.err(Sysnum::CLOSE, &[6]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::CLOSE, &[(-1i64) as u64]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::CLOSE, &[FD_LIMIT as u64]), Errno::EBADF);
     assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(0));
     assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(4));
     assert_eq!(t.open("/dev/null", oflag::O_RDONLY, 0), Ok(6));
@@ -105,13 +105,13 @@ fn emfile_at_the_limit() {
         Err(Errno::EMFILE)
     );
     assert_eq!(t.stat("/tmp/new"), Err(Errno::ENOENT));
-    assert_eq!(t.err(sys::DUP, &[0]), Errno::EMFILE);
-    assert_eq!(t.err(sys::PIPE, &[]), Errno::EMFILE);
+    assert_eq!(t.err(Sysnum::DUP, &[0]), Errno::EMFILE);
+    assert_eq!(t.err(Sysnum::PIPE, &[]), Errno::EMFILE);
     // With one slot free, pipe needs two and leaves none behind.
-    t.ok(sys::CLOSE, &[100]);
-    assert_eq!(t.err(sys::PIPE, &[]), Errno::EMFILE);
+    t.ok(Sysnum::CLOSE, &[100]);
+    assert_eq!(t.err(Sysnum::PIPE, &[]), Errno::EMFILE);
     assert_eq!(t.fds().len(), FD_LIMIT - 1);
-    assert_eq!(t.ok(sys::DUP, &[0]), 100);
+    assert_eq!(t.ok(Sysnum::DUP, &[0]), 100);
 }
 
 #[test]
@@ -121,16 +121,22 @@ fn dup_shares_the_offset_not_cloexec() {
     let a = t
         .open("/tmp/f", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
         .unwrap();
-    let b = t.ok(sys::DUP, &[a as u64]) as i32;
+    let b = t.ok(Sysnum::DUP, &[a as u64]) as i32;
     assert_eq!(b, 4);
     assert_eq!(t.read(a, 2).unwrap(), b"ab");
     assert_eq!(t.read(b, 2).unwrap(), b"cd");
-    assert_eq!(t.ok(sys::FCNTL, &[a as u64, fcntl::F_GETFD.into(), 0]), 1);
-    assert_eq!(t.ok(sys::FCNTL, &[b as u64, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(
+        t.ok(Sysnum::FCNTL, &[a as u64, fcntl::F_GETFD.into(), 0]),
+        1
+    );
+    assert_eq!(
+        t.ok(Sysnum::FCNTL, &[b as u64, fcntl::F_GETFD.into(), 0]),
+        0
+    );
     // Closing one leaves the other open.
-    t.ok(sys::CLOSE, &[a as u64]);
+    t.ok(Sysnum::CLOSE, &[a as u64]);
     assert_eq!(t.read(b, 10).unwrap(), b"ef");
-    assert_eq!(t.err(sys::DUP, &[a as u64]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP, &[a as u64]), Errno::EBADF);
 }
 
 #[test]
@@ -142,46 +148,46 @@ fn dup2_semantics() {
         .open("/dev/null", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
         .unwrap() as u64;
     // Onto an open descriptor: it is closed first.
-    assert_eq!(t.ok(sys::DUP2, &[a, other]), other as i64);
+    assert_eq!(t.ok(Sysnum::DUP2, &[a, other]), other as i64);
     assert_eq!(t.read(other as i32, 2).unwrap(), b"12");
     assert_eq!(t.read(a as i32, 2).unwrap(), b"34");
-    assert_eq!(t.ok(sys::FCNTL, &[other, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[other, fcntl::F_GETFD.into(), 0]), 0);
     // Onto a high free descriptor.
-    assert_eq!(t.ok(sys::DUP2, &[a, 100]), 100);
+    assert_eq!(t.ok(Sysnum::DUP2, &[a, 100]), 100);
     assert_eq!(t.fds(), [0, 1, 2, 3, 4, 100]);
     // Onto itself: nothing changes, close-on-exec included.
-    t.ok(sys::FCNTL, &[a, fcntl::F_SETFD.into(), 1]);
-    assert_eq!(t.ok(sys::DUP2, &[a, a]), a as i64);
-    assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
+    t.ok(Sysnum::FCNTL, &[a, fcntl::F_SETFD.into(), 1]);
+    assert_eq!(t.ok(Sysnum::DUP2, &[a, a]), a as i64);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
     // Errors.
-    assert_eq!(t.err(sys::DUP2, &[55, 3]), Errno::EBADF);
-    assert_eq!(t.err(sys::DUP2, &[55, 55]), Errno::EBADF);
-    assert_eq!(t.err(sys::DUP2, &[a, FD_LIMIT as u64]), Errno::EBADF);
-    assert_eq!(t.err(sys::DUP2, &[a, (-1i64) as u64]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP2, &[55, 3]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP2, &[55, 55]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP2, &[a, FD_LIMIT as u64]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP2, &[a, (-1i64) as u64]), Errno::EBADF);
 }
 
 #[test]
 fn dup3_semantics() {
     let t = T::new();
     let a = t.open("/dev/null", oflag::O_RDONLY, 0).unwrap() as u64;
-    assert_eq!(t.ok(sys::DUP3, &[a, 5, oflag::O_CLOEXEC.into()]), 5);
-    assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
-    assert_eq!(t.ok(sys::DUP3, &[a, 5, 0]), 5);
-    assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(t.ok(Sysnum::DUP3, &[a, 5, oflag::O_CLOEXEC.into()]), 5);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(t.ok(Sysnum::DUP3, &[a, 5, 0]), 5);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 0);
     // Onto itself: nothing happens and the flags are not even looked at,
     // as NetBSD's dodup has it.
-    assert_eq!(t.ok(sys::DUP3, &[a, a, 0]), a as i64);
-    assert_eq!(t.ok(sys::DUP3, &[a, a, 0x12345]), a as i64);
+    assert_eq!(t.ok(Sysnum::DUP3, &[a, a, 0]), a as i64);
+    assert_eq!(t.ok(Sysnum::DUP3, &[a, a, 0x12345]), a as i64);
     assert_eq!(
-        t.err(sys::DUP3, &[a, 6, oflag::O_APPEND.into()]),
+        t.err(Sysnum::DUP3, &[a, 6, oflag::O_APPEND.into()]),
         Errno::EINVAL
     );
-    assert_eq!(t.err(sys::DUP3, &[9, 6, 0]), Errno::EBADF);
-    assert_eq!(t.err(sys::DUP3, &[a, FD_LIMIT as u64, 0]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP3, &[9, 6, 0]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::DUP3, &[a, FD_LIMIT as u64, 0]), Errno::EBADF);
     // O_NONBLOCK goes on the shared description.
-    assert_eq!(t.ok(sys::DUP3, &[a, 7, oflag::O_NONBLOCK.into()]), 7);
+    assert_eq!(t.ok(Sysnum::DUP3, &[a, 7, oflag::O_NONBLOCK.into()]), 7);
     assert_eq!(
-        t.ok(sys::FCNTL, &[a, fcntl::F_GETFL.into(), 0]),
+        t.ok(Sysnum::FCNTL, &[a, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_NONBLOCK)
     );
 }
@@ -193,14 +199,14 @@ fn fcntl_commands() {
     let a = t
         .open("/tmp/f", oflag::O_RDWR | oflag::O_NONBLOCK, 0)
         .unwrap() as u64;
-    let f = |cmd: u32, arg: u64| t.call(sys::FCNTL, &[a, cmd.into(), arg]).map(|r| r[0]);
+    let f = |cmd: u32, arg: u64| t.call(Sysnum::FCNTL, &[a, cmd.into(), arg]).map(|r| r[0]);
     // F_DUPFD: lowest at or above arg, close-on-exec clear.
     assert_eq!(f(fcntl::F_DUPFD, 10), Ok(10));
     assert_eq!(f(fcntl::F_DUPFD, 10), Ok(11));
     assert_eq!(f(fcntl::F_DUPFD, 0), Ok(4));
-    assert_eq!(t.ok(sys::FCNTL, &[10, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[10, fcntl::F_GETFD.into(), 0]), 0);
     assert_eq!(f(fcntl::F_DUPFD_CLOEXEC, 3), Ok(5));
-    assert_eq!(t.ok(sys::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[5, fcntl::F_GETFD.into(), 0]), 1);
     assert_eq!(f(fcntl::F_DUPFD, FD_LIMIT as u64), Err(Errno::EINVAL));
     assert_eq!(f(fcntl::F_DUPFD, (-1i64) as u64), Err(Errno::EINVAL));
     // The dups share the description: reads advance one offset.
@@ -230,7 +236,7 @@ fn fcntl_commands() {
         Ok((oflag::O_RDWR | oflag::O_APPEND).into())
     );
     assert_eq!(
-        t.ok(sys::FCNTL, &[10, fcntl::F_GETFL.into(), 0]),
+        t.ok(Sysnum::FCNTL, &[10, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_RDWR | oflag::O_APPEND)
     );
     // NetBSD adds one to the argument first (FFLAGS): 3 is O_NONBLOCK, 7
@@ -256,13 +262,16 @@ fn fcntl_commands() {
     );
     // Unknown command; bad descriptor first.
     assert_eq!(f(99, 0), Err(Errno::EINVAL));
-    assert_eq!(t.err(sys::FCNTL, &[77, 99, 0]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::FCNTL, &[77, 99, 0]), Errno::EBADF);
     assert_eq!(
-        t.err(sys::FCNTL, &[77, fcntl::F_GETFD.into(), 0]),
+        t.err(Sysnum::FCNTL, &[77, fcntl::F_GETFD.into(), 0]),
         Errno::EBADF
     );
     // F_GETFD needs no third slot.
-    assert_eq!(t.call(sys::FCNTL, &[a, fcntl::F_GETFD.into()]), Ok([0, 0]));
+    assert_eq!(
+        t.call(Sysnum::FCNTL, &[a, fcntl::F_GETFD.into()]),
+        Ok([0, 0])
+    );
 }
 
 #[test]
@@ -271,9 +280,9 @@ fn open_cloexec_sets_the_descriptor_flag() {
     let a = t
         .open("/dev/null", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
         .unwrap() as u64;
-    assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[a, fcntl::F_GETFD.into(), 0]), 1);
     // O_CLOEXEC is not a status flag.
-    assert_eq!(t.ok(sys::FCNTL, &[a, fcntl::F_GETFL.into(), 0]), 0);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[a, fcntl::F_GETFL.into(), 0]), 0);
 }
 
 #[test]
@@ -281,9 +290,9 @@ fn f_setfl_where_the_object_refuses() {
     let t = T::new();
     // /dev/null has no FIONBIO or FIOASYNC: ENODEV, and nothing changes.
     let n = t.open("/dev/null", oflag::O_RDWR, 0).unwrap() as u64;
-    let setfl = |fd: u64, v: u32| t.call(sys::FCNTL, &[fd, fcntl::F_SETFL.into(), v.into()]);
+    let setfl = |fd: u64, v: u32| t.call(Sysnum::FCNTL, &[fd, fcntl::F_SETFL.into(), v.into()]);
     assert_eq!(setfl(n, oflag::O_NONBLOCK), Err(Errno(19)));
-    assert_eq!(t.ok(sys::FCNTL, &[n, fcntl::F_GETFL.into(), 0]), 2);
+    assert_eq!(t.ok(Sysnum::FCNTL, &[n, fcntl::F_GETFL.into(), 0]), 2);
     assert_eq!(setfl(n, oflag::O_APPEND), Ok([0, 0]));
     // A file on the root file system (rumpfs) refuses fcntl from a
     // remote process.
@@ -304,7 +313,7 @@ fn f_setfl_where_the_object_refuses() {
 fn fcntl_closem_maxfd_nosigpipe_owner_and_locks() {
     let t = T::new();
     let f = |fd: i64, cmd: u32, arg: i64| {
-        t.call(sys::FCNTL, &[fd as u64, cmd.into(), arg as u64])
+        t.call(Sysnum::FCNTL, &[fd as u64, cmd.into(), arg as u64])
             .map(|r| r[0])
     };
     // F_MAXFD: the highest open descriptor; the fd slot is not looked at.
@@ -324,7 +333,7 @@ fn fcntl_closem_maxfd_nosigpipe_owner_and_locks() {
     assert_eq!(f(w.into(), 14, 5), Ok(0));
     assert_eq!(f(w.into(), 13, 0), Ok(1));
     assert_eq!(f(w.into(), fcntl::F_GETFL, 0), Ok(0x100_0001));
-    t.ok(sys::CLOSE, &[r as u64]);
+    t.ok(Sysnum::CLOSE, &[r as u64]);
     assert_eq!(t.write(w, b"x"), Err(Errno::EPIPE));
     assert!(t.port.raised().is_empty(), "no SIGPIPE");
     assert_eq!(f(w.into(), 14, 0), Ok(0));

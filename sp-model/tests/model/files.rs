@@ -1,8 +1,9 @@
 //! Regular files, /dev/null, stat.
 
-use super::{args, T};
+use super::T;
 use sp_model::ModelKernel;
-use sp_proto::abi::{misc, mode, oflag, sys, Errno, Stat};
+use sp_proto::abi::{misc, mode, oflag, Errno, Stat, Sysnum};
+use sp_proto::args;
 use sp_server::Kernel;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ fn create_write_read_back() {
     // The offset is at the end: nothing more to read.
     assert_eq!(t.read(fd, 100).unwrap(), b"");
     assert_eq!(
-        t.ok(sys::LSEEK, &[fd as u64, 0, 0, misc::SEEK_SET.into()]),
+        t.ok(Sysnum::LSEEK, &[fd as u64, 0, 0, misc::SEEK_SET.into()]),
         0
     );
     assert_eq!(t.read(fd, 5).unwrap(), b"hello");
@@ -114,25 +115,25 @@ fn o_append_writes_at_the_end() {
     assert_eq!(t.content("/tmp/log"), b"ONE\ntwo\nthree\n");
     // The append offset is the end; F_GETFL shows the flag.
     assert_eq!(
-        t.ok(sys::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
+        t.ok(Sysnum::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
         14
     );
-    let fl = t.ok(sys::FCNTL, &[a as u64, 3, 0]) as u32;
+    let fl = t.ok(Sysnum::FCNTL, &[a as u64, 3, 0]) as u32;
     assert_eq!(fl, oflag::O_WRONLY | oflag::O_APPEND);
     // pwrite on an O_APPEND description appends too (NetBSD's vn_write
     // sets IO_APPEND whatever the offset), and leaves the offset.
     let buf = t.port.alloc(b"X".to_vec());
-    assert_eq!(t.ok(sys::PWRITE, &[a as u64, buf, 1, 0, 0]), 1);
+    assert_eq!(t.ok(Sysnum::PWRITE, &[a as u64, buf, 1, 0, 0]), 1);
     assert_eq!(t.content("/tmp/log"), b"ONE\ntwo\nthree\nX");
     assert_eq!(
-        t.ok(sys::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
+        t.ok(Sysnum::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
         14
     );
     // An empty append write does not move the offset to the end.
-    t.ok(sys::LSEEK, &[a as u64, 0, 2, misc::SEEK_SET.into()]);
+    t.ok(Sysnum::LSEEK, &[a as u64, 0, 2, misc::SEEK_SET.into()]);
     assert_eq!(t.write(a, b""), Ok(0));
     assert_eq!(
-        t.ok(sys::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
+        t.ok(Sysnum::LSEEK, &[a as u64, 0, 0, misc::SEEK_CUR.into()]),
         2
     );
 }
@@ -143,7 +144,7 @@ fn lseek_whence_and_errors() {
     t.create("/tmp/f", b"0123456789");
     let fd = t.open("/tmp/f", RW, 0).unwrap() as u64;
     let seek = |off: i64, wh: u32| {
-        t.call(sys::LSEEK, &[fd, 0, off as u64, wh.into()])
+        t.call(Sysnum::LSEEK, &[fd, 0, off as u64, wh.into()])
             .map(|r| r[0])
     };
     assert_eq!(seek(3, misc::SEEK_SET), Ok(3));
@@ -162,7 +163,7 @@ fn lseek_whence_and_errors() {
     want.extend([0; 10]);
     want.push(b'!');
     assert_eq!(t.content("/tmp/f"), want);
-    assert_eq!(t.err(sys::LSEEK, &[99, 0, 0, 0]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::LSEEK, &[99, 0, 0, 0]), Errno::EBADF);
 }
 
 #[test]
@@ -171,24 +172,30 @@ fn pread_pwrite_leave_the_offset() {
     t.create("/tmp/f", b"abcdef");
     let fd = t.open("/tmp/f", RW, 0).unwrap() as u64;
     let buf = t.port.alloc_zeroed(4);
-    assert_eq!(t.ok(sys::PREAD, &[fd, buf, 3, 0, 2]), 3);
+    assert_eq!(t.ok(Sysnum::PREAD, &[fd, buf, 3, 0, 2]), 3);
     assert_eq!(t.port.read(buf, 3), b"cde");
-    assert_eq!(t.ok(sys::PREAD, &[fd, buf, 4, 0, 100]), 0);
+    assert_eq!(t.ok(Sysnum::PREAD, &[fd, buf, 4, 0, 100]), 0);
     let src = t.port.alloc(b"XY".to_vec());
-    assert_eq!(t.ok(sys::PWRITE, &[fd, src, 2, 0, 4]), 2);
-    assert_eq!(t.ok(sys::PWRITE, &[fd, src, 2, 0, 8]), 2);
+    assert_eq!(t.ok(Sysnum::PWRITE, &[fd, src, 2, 0, 4]), 2);
+    assert_eq!(t.ok(Sysnum::PWRITE, &[fd, src, 2, 0, 8]), 2);
     assert_eq!(t.read(fd as i32, 100).unwrap(), b"abcdXY\0\0XY");
     assert_eq!(
-        t.err(sys::PREAD, &[fd, buf, 1, 0, (-1i64) as u64]),
+        t.err(Sysnum::PREAD, &[fd, buf, 1, 0, (-1i64) as u64]),
         Errno::EINVAL
     );
     assert_eq!(
-        t.err(sys::PWRITE, &[fd, src, 1, 0, (-1i64) as u64]),
+        t.err(Sysnum::PWRITE, &[fd, src, 1, 0, (-1i64) as u64]),
         Errno::EINVAL
     );
     let (r, w) = t.pipe();
-    assert_eq!(t.err(sys::PREAD, &[r as u64, buf, 1, 0, 0]), Errno::ESPIPE);
-    assert_eq!(t.err(sys::PWRITE, &[w as u64, src, 1, 0, 0]), Errno::ESPIPE);
+    assert_eq!(
+        t.err(Sysnum::PREAD, &[r as u64, buf, 1, 0, 0]),
+        Errno::ESPIPE
+    );
+    assert_eq!(
+        t.err(Sysnum::PWRITE, &[w as u64, src, 1, 0, 0]),
+        Errno::ESPIPE
+    );
 }
 
 #[test]
@@ -198,41 +205,43 @@ fn readv_writev() {
     let a = t.port.alloc(b"Hello".to_vec());
     let b = t.port.alloc(b", ".to_vec());
     let c = t.port.alloc(b"iovec!".to_vec());
-    let iov = t.port.alloc(args(&[a, 5, b, 2, c, 0, c, 6]));
-    assert_eq!(t.ok(sys::WRITEV, &[fd, iov, 4]), 13);
+    let iov = t.port.alloc(args::encode(&[a, 5, b, 2, c, 0, c, 6]));
+    assert_eq!(t.ok(Sysnum::WRITEV, &[fd, iov, 4]), 13);
     assert_eq!(t.content("/tmp/v"), b"Hello, iovec!");
 
-    t.ok(sys::LSEEK, &[fd, 0, 0, 0]);
+    t.ok(Sysnum::LSEEK, &[fd, 0, 0, 0]);
     let x = t.port.alloc_zeroed(4);
     let y = t.port.alloc_zeroed(20);
-    let iov = t.port.alloc(args(&[x, 4, y, 20]));
-    assert_eq!(t.ok(sys::READV, &[fd, iov, 2]), 13);
+    let iov = t.port.alloc(args::encode(&[x, 4, y, 20]));
+    assert_eq!(t.ok(Sysnum::READV, &[fd, iov, 2]), 13);
     assert_eq!(t.port.read(x, 4), b"Hell");
     assert_eq!(t.port.read(y, 9), b"o, iovec!");
 
     // No vectors: EINVAL, before the descriptor is even looked at.
-    assert_eq!(t.err(sys::READV, &[fd, iov, 0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::WRITEV, &[fd, iov, 0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::READV, &[99, iov, 0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::READV, &[fd, iov, 1025]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::READV, &[fd, iov, 0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::WRITEV, &[fd, iov, 0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::READV, &[99, iov, 0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::READV, &[fd, iov, 1025]), Errno::EINVAL);
     assert_eq!(
-        t.err(sys::WRITEV, &[fd, iov, (-1i64) as u64]),
+        t.err(Sysnum::WRITEV, &[fd, iov, (-1i64) as u64]),
         Errno::EINVAL
     );
     // A total beyond SSIZE_MAX.
-    let huge = t.port.alloc(args(&[x, u64::MAX / 2, x, u64::MAX / 2]));
-    assert_eq!(t.err(sys::WRITEV, &[fd, huge, 2]), Errno::EINVAL);
+    let huge = t
+        .port
+        .alloc(args::encode(&[x, u64::MAX / 2, x, u64::MAX / 2]));
+    assert_eq!(t.err(Sysnum::WRITEV, &[fd, huge, 2]), Errno::EINVAL);
     // A bad buffer inside the vector.
-    let bad = t.port.alloc(args(&[x, 4, 0x10, 4]));
-    assert_eq!(t.err(sys::WRITEV, &[fd, bad, 2]), Errno::EFAULT);
-    assert_eq!(t.err(sys::READV, &[99, iov, 2]), Errno::EBADF);
+    let bad = t.port.alloc(args::encode(&[x, 4, 0x10, 4]));
+    assert_eq!(t.err(Sysnum::WRITEV, &[fd, bad, 2]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::READV, &[99, iov, 2]), Errno::EBADF);
     // 1024 iovecs are allowed.
     let mut many = Vec::new();
     for _ in 0..1024 {
         many.extend_from_slice(&[a, 1]);
     }
-    let iov = t.port.alloc(args(&many));
-    assert_eq!(t.ok(sys::WRITEV, &[fd, iov, 1024]), 1024);
+    let iov = t.port.alloc(args::encode(&many));
+    assert_eq!(t.ok(Sysnum::WRITEV, &[fd, iov, 1024]), 1024);
 }
 
 #[test]
@@ -243,7 +252,7 @@ fn large_transfers_are_split() {
     let fd = t.open("/tmp/big", CREAT | RW, 0o644).unwrap();
     assert_eq!(t.write(fd, &data), Ok(n as i64));
     assert_eq!(t.stat("/tmp/big").unwrap().st_size.get(), n as i64);
-    t.ok(sys::LSEEK, &[fd as u64, 0, 0, 0]);
+    t.ok(Sysnum::LSEEK, &[fd as u64, 0, 0, 0]);
     assert_eq!(t.read(fd, n + 10).unwrap(), data);
     assert_eq!(t.k.fs_used(), n as u64);
 }
@@ -253,19 +262,19 @@ fn ftruncate_grows_and_shrinks() {
     let t = T::new();
     t.create("/tmp/f", b"abcdef");
     let fd = t.open("/tmp/f", RW, 0).unwrap() as u64;
-    assert_eq!(t.ok(sys::FTRUNCATE, &[fd, 0, 3]), 0);
+    assert_eq!(t.ok(Sysnum::FTRUNCATE, &[fd, 0, 3]), 0);
     assert_eq!(t.content("/tmp/f"), b"abc");
-    assert_eq!(t.ok(sys::FTRUNCATE, &[fd, 0, 5]), 0);
+    assert_eq!(t.ok(Sysnum::FTRUNCATE, &[fd, 0, 5]), 0);
     assert_eq!(t.content("/tmp/f"), b"abc\0\0");
     assert_eq!(
-        t.err(sys::FTRUNCATE, &[fd, 0, (-1i64) as u64]),
+        t.err(Sysnum::FTRUNCATE, &[fd, 0, (-1i64) as u64]),
         Errno::EINVAL
     );
     let ro = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap() as u64;
-    assert_eq!(t.err(sys::FTRUNCATE, &[ro, 0, 0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::FTRUNCATE, &[ro, 0, 0]), Errno::EINVAL);
     let (r, _w) = t.pipe();
-    assert_eq!(t.err(sys::FTRUNCATE, &[r as u64, 0, 0]), Errno::EINVAL);
-    assert_eq!(t.err(sys::FTRUNCATE, &[77, 0, 0]), Errno::EBADF);
+    assert_eq!(t.err(Sysnum::FTRUNCATE, &[r as u64, 0, 0]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::FTRUNCATE, &[77, 0, 0]), Errno::EBADF);
 }
 
 #[test]
@@ -275,14 +284,14 @@ fn capacity_gives_enospc() {
     assert_eq!(t.write(fd, &[1; 60]), Ok(60));
     assert_eq!(t.write(fd, &[1; 60]), Err(Errno::ENOSPC));
     assert_eq!(
-        t.err(sys::FTRUNCATE, &[fd as u64, 0, 1 << 40]),
+        t.err(Sysnum::FTRUNCATE, &[fd as u64, 0, 1 << 40]),
         Errno::ENOSPC
     );
-    assert_eq!(t.ok(sys::FTRUNCATE, &[fd as u64, 0, 100]), 0);
+    assert_eq!(t.ok(Sysnum::FTRUNCATE, &[fd as u64, 0, 100]), 0);
     // Unlinking and closing frees the space.
-    t.ok(sys::UNLINK, &[t.s("/tmp/f")]);
+    t.ok(Sysnum::UNLINK, &[t.s("/tmp/f")]);
     assert_eq!(t.k.fs_used(), 100);
-    t.ok(sys::CLOSE, &[fd as u64]);
+    t.ok(Sysnum::CLOSE, &[fd as u64]);
     assert_eq!(t.k.fs_used(), 0);
     t.create("/tmp/g", &[2; 100]);
 }
@@ -293,7 +302,7 @@ fn dev_null() {
     let fd = t.open("/dev/null", RW, 0).unwrap();
     assert_eq!(t.write(fd, b"discarded"), Ok(9));
     // /dev/null never looks at the buffer.
-    assert_eq!(t.ok(sys::WRITE, &[fd as u64, 0x10, 1000]), 1000);
+    assert_eq!(t.ok(Sysnum::WRITE, &[fd as u64, 0x10, 1000]), 1000);
     assert_eq!(t.read(fd, 100).unwrap(), b"");
     // As a stock rump kernel makes it: a rumpfs node made with mode 0666
     // under the kernel's umask 022, size 512 (DEV_BSIZE), one block.
@@ -305,19 +314,22 @@ fn dev_null() {
         (512, 1, 512)
     );
     assert_eq!(t.stat("/dev/null").unwrap(), st);
-    assert_eq!(t.ok(sys::FSYNC, &[fd as u64]), 0);
-    assert_eq!(t.ok(sys::FTRUNCATE, &[fd as u64, 0, 0]), 0);
+    assert_eq!(t.ok(Sysnum::FSYNC, &[fd as u64]), 0);
+    assert_eq!(t.ok(Sysnum::FTRUNCATE, &[fd as u64, 0, 0]), 0);
     // A device takes any offset, negative ones too.
-    let seek = |off: i64, wh: u32| t.call(sys::LSEEK, &[fd as u64, 0, off as u64, wh.into()]);
+    let seek = |off: i64, wh: u32| t.call(Sysnum::LSEEK, &[fd as u64, 0, off as u64, wh.into()]);
     assert_eq!(seek(0, misc::SEEK_END), Ok([512, 0]));
     assert_eq!(seek(-10, misc::SEEK_SET), Ok([-10, 0]));
     assert_eq!(seek(0, misc::SEEK_CUR), Ok([-10, 0]));
     let buf = t.port.alloc(b"x".to_vec());
     assert_eq!(
-        t.ok(sys::PWRITE, &[fd as u64, buf, 1, 0, (-5i64) as u64]),
+        t.ok(Sysnum::PWRITE, &[fd as u64, buf, 1, 0, (-5i64) as u64]),
         1
     );
-    assert_eq!(t.ok(sys::PREAD, &[fd as u64, buf, 1, 0, (-5i64) as u64]), 0);
+    assert_eq!(
+        t.ok(Sysnum::PREAD, &[fd as u64, buf, 1, 0, (-5i64) as u64]),
+        0
+    );
 }
 
 #[test]
@@ -325,7 +337,7 @@ fn dev_zero() {
     let t = T::new();
     let fd = t.open("/dev/zero", RW, 0).unwrap();
     let buf = t.port.alloc(vec![7; 10]);
-    assert_eq!(t.ok(sys::READ, &[fd as u64, buf, 10]), 10);
+    assert_eq!(t.ok(Sysnum::READ, &[fd as u64, buf, 10]), 10);
     assert_eq!(t.port.read(buf, 10), [0; 10]);
     assert_eq!(t.write(fd, b"gone"), Ok(4));
     let st = t.fstat(fd).unwrap();
@@ -334,17 +346,17 @@ fn dev_zero() {
     // A large read is filled in pieces.
     let n = (1 << 20) * 2 + 5;
     let big = t.port.alloc(vec![9; n]);
-    assert_eq!(t.ok(sys::READ, &[fd as u64, big, n as u64]), n as i64);
+    assert_eq!(t.ok(Sysnum::READ, &[fd as u64, big, n as u64]), n as i64);
     assert!(t.port.read(big, n).iter().all(|&b| b == 0));
 }
 
 #[test]
 fn stat_layout_and_fields() {
     let t = T::new();
-    t.ok(sys::UMASK, &[0o022]);
+    t.ok(Sysnum::UMASK, &[0o022]);
     t.create("/tmp/f", &[7; 1000]);
     let sb = t.port.alloc_zeroed(Stat::SIZE + 8);
-    t.ok(sys::STAT, &[t.s("/tmp/f"), sb]);
+    t.ok(Sysnum::STAT, &[t.s("/tmp/f"), sb]);
     let raw = t.port.read(sb, Stat::SIZE + 8);
     // Raw offsets of NetBSD's LP64 struct stat.
     let u32_at = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap());
@@ -398,7 +410,7 @@ fn stat_layout_and_fields() {
     }
     // lstat is stat for a file; fstat agrees.
     let lsb = t.port.alloc_zeroed(Stat::SIZE);
-    t.ok(sys::LSTAT, &[t.s("/tmp/f"), lsb]);
+    t.ok(Sysnum::LSTAT, &[t.s("/tmp/f"), lsb]);
     assert_eq!(Stat::from_bytes(&t.port.read(lsb, Stat::SIZE)).unwrap(), st);
     let fd = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
     assert_eq!(t.fstat(fd).unwrap(), st);
@@ -409,7 +421,7 @@ fn stat_layout_and_fields() {
 #[test]
 fn umask_masks_creation_modes() {
     let t = T::new();
-    assert_eq!(t.ok(sys::UMASK, &[0o077]), 0o022);
+    assert_eq!(t.ok(Sysnum::UMASK, &[0o077]), 0o022);
     t.create("/tmp/secret", b"");
     t.mkdir("/tmp/d");
     assert_eq!(
@@ -420,8 +432,8 @@ fn umask_masks_creation_modes() {
         t.stat("/tmp/d").unwrap().st_mode.get(),
         mode::S_IFDIR | 0o700
     );
-    assert_eq!(t.ok(sys::UMASK, &[0o7777 + 0o10000]), 0o077);
-    assert_eq!(t.ok(sys::UMASK, &[0]), 0o7777);
+    assert_eq!(t.ok(Sysnum::UMASK, &[0o7777 + 0o10000]), 0o077);
+    assert_eq!(t.ok(Sysnum::UMASK, &[0]), 0o7777);
     assert_eq!(t.k.proc_info(t.p).unwrap().umask, 0);
 }
 
@@ -431,20 +443,20 @@ fn unlinked_file_stays_open() {
     t.create("/tmp/f", b"still here");
     let nodes = t.k.fs_nodes();
     let fd = t.open("/tmp/f", RW, 0).unwrap();
-    t.ok(sys::UNLINK, &[t.s("/tmp/f")]);
+    t.ok(Sysnum::UNLINK, &[t.s("/tmp/f")]);
     assert_eq!(t.stat("/tmp/f"), Err(Errno::ENOENT));
     assert_eq!(t.fstat(fd).unwrap().st_nlink.get(), 0);
     assert_eq!(t.read(fd, 100).unwrap(), b"still here");
     assert_eq!(t.write(fd, b"!"), Ok(1));
     assert_eq!(t.k.fs_nodes(), nodes);
-    t.ok(sys::CLOSE, &[fd as u64]);
+    t.ok(Sysnum::CLOSE, &[fd as u64]);
     assert_eq!(t.k.fs_nodes(), nodes - 1);
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp/f")]), Errno::ENOENT);
+    assert_eq!(t.err(Sysnum::UNLINK, &[t.s("/tmp/f")]), Errno::ENOENT);
     // The roots of the tmpfs and of the root file system are busy.
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp")]), Errno::EBUSY);
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/")]), Errno::EBUSY);
+    assert_eq!(t.err(Sysnum::UNLINK, &[t.s("/tmp")]), Errno::EBUSY);
+    assert_eq!(t.err(Sysnum::UNLINK, &[t.s("/")]), Errno::EBUSY);
     t.mkdir("/tmp/d");
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp/d")]), Errno::EPERM);
+    assert_eq!(t.err(Sysnum::UNLINK, &[t.s("/tmp/d")]), Errno::EPERM);
 }
 
 #[test]
@@ -453,12 +465,15 @@ fn access_modes() {
     t.create("/tmp/f", b"");
     let f = t.s("/tmp/f");
     for m in [misc::F_OK, misc::R_OK, misc::W_OK, misc::R_OK | misc::W_OK] {
-        assert_eq!(t.ok(sys::ACCESS, &[f, m.into()]), 0);
+        assert_eq!(t.ok(Sysnum::ACCESS, &[f, m.into()]), 0);
     }
-    assert_eq!(t.err(sys::ACCESS, &[f, misc::X_OK.into()]), Errno::EACCES);
-    assert_eq!(t.ok(sys::ACCESS, &[t.s("/tmp"), misc::X_OK.into()]), 0);
-    assert_eq!(t.err(sys::ACCESS, &[f, 8]), Errno::EINVAL);
-    assert_eq!(t.err(sys::ACCESS, &[t.s("/nope"), 0]), Errno::ENOENT);
+    assert_eq!(
+        t.err(Sysnum::ACCESS, &[f, misc::X_OK.into()]),
+        Errno::EACCES
+    );
+    assert_eq!(t.ok(Sysnum::ACCESS, &[t.s("/tmp"), misc::X_OK.into()]), 0);
+    assert_eq!(t.err(Sysnum::ACCESS, &[f, 8]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::ACCESS, &[t.s("/nope"), 0]), Errno::ENOENT);
 }
 
 #[test]
@@ -466,10 +481,10 @@ fn fsync_is_a_noop() {
     let t = T::new();
     t.create("/tmp/f", b"x");
     let fd = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap() as u64;
-    assert_eq!(t.ok(sys::FSYNC, &[fd]), 0);
-    assert_eq!(t.err(sys::FSYNC, &[fd + 1]), Errno::EBADF);
+    assert_eq!(t.ok(Sysnum::FSYNC, &[fd]), 0);
+    assert_eq!(t.err(Sysnum::FSYNC, &[fd + 1]), Errno::EBADF);
     let (r, _) = t.pipe();
-    assert_eq!(t.err(sys::FSYNC, &[r as u64]), Errno::EINVAL);
+    assert_eq!(t.err(Sysnum::FSYNC, &[r as u64]), Errno::EINVAL);
 }
 
 #[test]
@@ -487,7 +502,8 @@ fn open_file_offsets_are_per_open() {
     let c = u.open("/tmp/f", oflag::O_RDONLY, 0).unwrap();
     assert_eq!(c, 3);
     assert_eq!(u.read(c, 10).unwrap(), b"abcdef");
-    let _ = t.k.syscall(t.p, sys::CLOSE, &args(&[a as u64]), &*t.port);
+    let _ =
+        t.k.syscall(t.p, Sysnum::CLOSE.0, &args::encode(&[a as u64]), &*t.port);
 }
 
 #[test]
@@ -498,14 +514,14 @@ fn a_write_past_the_file_size_limit_is_efbig() {
     let at = (i64::MAX - 2) as u64;
     // The end would pass RLIMIT_FSIZE (i64::MAX): EFBIG and SIGXFSZ (25),
     // before any byte is asked for.
-    assert_eq!(t.err(sys::PWRITE, &[fd, buf, 10, 0, at]), Errno(27));
-    assert_eq!(t.err(sys::PWRITE, &[fd, 0x10, 10, 0, at]), Errno(27));
+    assert_eq!(t.err(Sysnum::PWRITE, &[fd, buf, 10, 0, at]), Errno(27));
+    assert_eq!(t.err(Sysnum::PWRITE, &[fd, 0x10, 10, 0, at]), Errno(27));
     assert_eq!(t.port.raised(), [25, 25]);
-    t.ok(sys::LSEEK, &[fd, 0, at, misc::SEEK_SET.into()]);
-    assert_eq!(t.err(sys::WRITE, &[fd, buf, 10]), Errno(27));
+    t.ok(Sysnum::LSEEK, &[fd, 0, at, misc::SEEK_SET.into()]);
+    assert_eq!(t.err(Sysnum::WRITE, &[fd, buf, 10]), Errno(27));
     // Nothing to write is fine; a device has no size.
-    assert_eq!(t.ok(sys::PWRITE, &[fd, buf, 0, 0, i64::MAX as u64]), 0);
+    assert_eq!(t.ok(Sysnum::PWRITE, &[fd, buf, 0, 0, i64::MAX as u64]), 0);
     let null = t.open("/dev/null", RW, 0).unwrap() as u64;
-    assert_eq!(t.ok(sys::PWRITE, &[null, buf, 2, 0, i64::MAX as u64]), 2);
+    assert_eq!(t.ok(Sysnum::PWRITE, &[null, buf, 2, 0, i64::MAX as u64]), 2);
     assert_eq!(t.port.raised().len(), 3);
 }

@@ -3,7 +3,7 @@
 
 use super::T;
 use sp_model::{num, Boot, ModelKernel};
-use sp_proto::abi::{mode, oflag, sys, Errno, Stat};
+use sp_proto::abi::{mode, oflag, Errno, Stat, Sysnum};
 use std::sync::Arc;
 
 const RW: u32 = oflag::O_RDWR;
@@ -14,7 +14,7 @@ const EFTYPE: Errno = Errno(79);
 impl T {
     fn lstat(&self, path: &str) -> Result<Stat, Errno> {
         let sb = self.port.alloc_zeroed(Stat::SIZE);
-        self.call(sys::LSTAT, &[self.s(path), sb])?;
+        self.call(Sysnum::LSTAT, &[self.s(path), sb])?;
         Ok(Stat::from_bytes(&self.port.read(sb, Stat::SIZE)).unwrap())
     }
 
@@ -75,7 +75,7 @@ fn hard_links() {
     assert_eq!(t.link("/tmp/sl", "/tmp/c"), Ok(0));
     assert_eq!(t.stat("/tmp/a").unwrap().st_nlink.get(), 3);
     // Unlinking one name leaves the others.
-    t.ok(sys::UNLINK, &[t.s("/tmp/a")]);
+    t.ok(Sysnum::UNLINK, &[t.s("/tmp/a")]);
     assert_eq!(t.stat("/tmp/b").unwrap().st_nlink.get(), 2);
     assert_eq!(t.content("/tmp/c"), b"shared");
 }
@@ -112,16 +112,16 @@ fn symbolic_links() {
         t.lstat("/tmp/ld/").unwrap().st_mode.get() & mode::S_IFMT,
         mode::S_IFDIR
     );
-    t.ok(sys::CHDIR, &[t.s("/tmp/ld")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/ld")]);
     assert_eq!(t.getcwd().unwrap(), b"/tmp/d");
-    t.ok(sys::CHDIR, &[t.s("/")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/")]);
     t.mkdir("/tmp/ld/in");
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/ld")]), Errno::ENOTDIR);
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/ld/")]), Errno::ENOTEMPTY);
-    assert_eq!(t.err(sys::UNLINK, &[t.s("/tmp/ld/")]), Errno::EPERM);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/ld")]), Errno::ENOTDIR);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/ld/")]), Errno::ENOTEMPTY);
+    assert_eq!(t.err(Sysnum::UNLINK, &[t.s("/tmp/ld/")]), Errno::EPERM);
     // unlink and rename act on the link itself.
-    t.ok(sys::RENAME, &[t.s("/tmp/ld"), t.s("/tmp/ld2")]);
-    t.ok(sys::UNLINK, &[t.s("/tmp/ld2")]);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/ld"), t.s("/tmp/ld2")]);
+    t.ok(Sysnum::UNLINK, &[t.s("/tmp/ld2")]);
     assert_eq!(t.stat("/tmp/d/in").unwrap().st_nlink.get(), 2);
     // readdir reports DT_LNK (10).
     let (ents, _) = t.list("/tmp", 4096);
@@ -140,7 +140,10 @@ fn symbolic_link_resolution() {
         t.open("/tmp/dl", CREAT | oflag::O_EXCL | RW, 0o644),
         Err(Errno::EEXIST)
     );
-    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/dl"), 0o755]), Errno::EEXIST);
+    assert_eq!(
+        t.err(Sysnum::MKDIR, &[t.s("/tmp/dl"), 0o755]),
+        Errno::EEXIST
+    );
     assert!(t.open("/tmp/dl", CREAT | RW, 0o600).is_ok());
     assert_eq!(
         t.stat("/tmp/made").unwrap().st_mode.get(),
@@ -215,9 +218,12 @@ fn chmod_and_fchmod() {
     assert_eq!(t.lstat("/tmp/l").unwrap().st_mode.get(), S_IFLNK | 0o755);
     assert_eq!(chmod("/tmp/none", 0o600), Err(Errno::ENOENT));
     // X_OK now answers to the new bits.
-    assert_eq!(t.call(sys::ACCESS, &[t.s("/tmp/f"), 1]), Err(Errno::EACCES));
+    assert_eq!(
+        t.call(Sysnum::ACCESS, &[t.s("/tmp/f"), 1]),
+        Err(Errno::EACCES)
+    );
     chmod("/tmp/f", 0o700).unwrap();
-    assert_eq!(t.call(sys::ACCESS, &[t.s("/tmp/f"), 1]), Ok([0, 0]));
+    assert_eq!(t.call(Sysnum::ACCESS, &[t.s("/tmp/f"), 1]), Ok([0, 0]));
     // fchmod: a vnode descriptor, opened any way.
     let fd = t.open("/tmp/f", oflag::O_RDONLY, 0).unwrap() as u64;
     assert_eq!(t.ok(num::FCHMOD, &[fd, 0o640]), 0);
@@ -354,20 +360,20 @@ fn mount_a_fresh_tmpfs() {
     assert_eq!(t.names("/tmp/m"), [".", ".."]);
     assert_eq!(t.stat("/tmp/m/hidden"), Err(Errno::ENOENT));
     // Its root is busy; .. leads out of it; getcwd knows the way.
-    assert_eq!(t.err(sys::RMDIR, &[t.s("/tmp/m")]), Errno::EBUSY);
-    assert_eq!(t.err(sys::MKDIR, &[t.s("/tmp/m"), 0o755]), Errno::EEXIST);
+    assert_eq!(t.err(Sysnum::RMDIR, &[t.s("/tmp/m")]), Errno::EBUSY);
+    assert_eq!(t.err(Sysnum::MKDIR, &[t.s("/tmp/m"), 0o755]), Errno::EEXIST);
     assert_eq!(
         t.stat("/tmp/m/..").unwrap().st_ino.get(),
         t.stat("/tmp").unwrap().st_ino.get()
     );
     t.mkdir("/tmp/m/sub");
-    t.ok(sys::CHDIR, &[t.s("/tmp/m/sub")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/m/sub")]);
     assert_eq!(t.getcwd().unwrap(), b"/tmp/m/sub");
-    t.ok(sys::CHDIR, &[t.s("/")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/")]);
     // Files cannot move or link across it.
     t.create("/tmp/m/x", b"");
     assert_eq!(
-        t.err(sys::RENAME, &[t.s("/tmp/m/x"), t.s("/tmp/x")]),
+        t.err(Sysnum::RENAME, &[t.s("/tmp/m/x"), t.s("/tmp/x")]),
         Errno::EXDEV
     );
     assert_eq!(t.link("/tmp/m/x", "/tmp/x"), Err(Errno::EXDEV));

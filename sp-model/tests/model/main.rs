@@ -8,7 +8,8 @@ mod pipes;
 mod procs;
 
 use sp_model::{num, ModelKernel};
-use sp_proto::abi::{oflag, sys, Dirent, Errno, Stat, SysResult};
+use sp_proto::abi::{oflag, Dirent, Errno, Stat, SysResult, Sysnum};
+use sp_proto::args;
 use sp_server::{Kernel, ProcId};
 use sp_testkit::memport::MemPort;
 use std::sync::Arc;
@@ -16,11 +17,6 @@ use std::time::Duration;
 
 /// How long a test waits for another thread before it fails.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// An argument block of 8-byte little-endian slots.
-fn args(slots: &[u64]) -> Vec<u8> {
-    slots.iter().flat_map(|s| s.to_le_bytes()).collect()
-}
 
 /// A kernel, a process and its client.
 #[derive(Clone)]
@@ -56,12 +52,13 @@ impl T {
         self.k.pid(self.p)
     }
 
-    fn call(&self, n: u32, slots: &[u64]) -> SysResult {
-        self.k.syscall(self.p, n, &args(slots), &*self.port)
+    fn call(&self, n: Sysnum, slots: &[u64]) -> SysResult {
+        self.k
+            .syscall(self.p, n.0, &args::encode(slots), &*self.port)
     }
 
     /// A call that must succeed; its retval[0].
-    fn ok(&self, n: u32, slots: &[u64]) -> i64 {
+    fn ok(&self, n: Sysnum, slots: &[u64]) -> i64 {
         match self.call(n, slots) {
             Ok([r, _]) => r,
             Err(e) => panic!("syscall {n} {slots:?}: {e}"),
@@ -69,7 +66,7 @@ impl T {
     }
 
     /// A call that must fail; its errno.
-    fn err(&self, n: u32, slots: &[u64]) -> Errno {
+    fn err(&self, n: Sysnum, slots: &[u64]) -> Errno {
         match self.call(n, slots) {
             Ok(r) => panic!("syscall {n} {slots:?} succeeded: {r:?}"),
             Err(e) => e,
@@ -82,7 +79,7 @@ impl T {
     }
 
     fn open(&self, path: &str, flags: u32, mode: u32) -> Result<i32, Errno> {
-        self.call(sys::OPEN, &[self.s(path), flags.into(), mode.into()])
+        self.call(Sysnum::OPEN, &[self.s(path), flags.into(), mode.into()])
             .map(|r| r[0] as i32)
     }
 
@@ -96,18 +93,18 @@ impl T {
             )
             .unwrap();
         assert_eq!(self.write(fd, data), Ok(data.len() as i64));
-        self.ok(sys::CLOSE, &[fd as u64]);
+        self.ok(Sysnum::CLOSE, &[fd as u64]);
     }
 
     fn write(&self, fd: i32, data: &[u8]) -> Result<i64, Errno> {
         let buf = self.port.alloc(data.to_vec());
-        self.call(sys::WRITE, &[fd as u64, buf, data.len() as u64])
+        self.call(Sysnum::WRITE, &[fd as u64, buf, data.len() as u64])
             .map(|r| r[0])
     }
 
     fn read(&self, fd: i32, n: usize) -> Result<Vec<u8>, Errno> {
         let buf = self.port.alloc_zeroed(n);
-        let [got, _] = self.call(sys::READ, &[fd as u64, buf, n as u64])?;
+        let [got, _] = self.call(Sysnum::READ, &[fd as u64, buf, n as u64])?;
         Ok(self.port.read(buf, got as usize))
     }
 
@@ -122,38 +119,38 @@ impl T {
             }
             out.extend(chunk);
         }
-        self.ok(sys::CLOSE, &[fd as u64]);
+        self.ok(Sysnum::CLOSE, &[fd as u64]);
         out
     }
 
     fn stat(&self, path: &str) -> Result<Stat, Errno> {
         let sb = self.port.alloc_zeroed(Stat::SIZE);
-        self.call(sys::STAT, &[self.s(path), sb])?;
+        self.call(Sysnum::STAT, &[self.s(path), sb])?;
         Ok(Stat::from_bytes(&self.port.read(sb, Stat::SIZE)).unwrap())
     }
 
     fn fstat(&self, fd: i32) -> Result<Stat, Errno> {
         let sb = self.port.alloc_zeroed(Stat::SIZE);
-        self.call(sys::FSTAT, &[fd as u64, sb])?;
+        self.call(Sysnum::FSTAT, &[fd as u64, sb])?;
         Ok(Stat::from_bytes(&self.port.read(sb, Stat::SIZE)).unwrap())
     }
 
     fn pipe(&self) -> (i32, i32) {
-        let [r, w] = self.call(sys::PIPE, &[]).unwrap();
+        let [r, w] = self.call(Sysnum::PIPE, &[]).unwrap();
         (r as i32, w as i32)
     }
 
     /// pipe2(O_NONBLOCK).
     fn pipe2_nonblock(&self) -> (i32, i32) {
         let fds = self.port.alloc_zeroed(8);
-        self.ok(sys::PIPE2, &[fds, oflag::O_NONBLOCK.into()]);
+        self.ok(Sysnum::PIPE2, &[fds, oflag::O_NONBLOCK.into()]);
         let raw = self.port.read(fds, 8);
         let fd = |b: &[u8]| i32::from_le_bytes(b.try_into().unwrap());
         (fd(&raw[..4]), fd(&raw[4..]))
     }
 
     fn mkdir(&self, path: &str) {
-        self.ok(sys::MKDIR, &[self.s(path), 0o755]);
+        self.ok(Sysnum::MKDIR, &[self.s(path), 0o755]);
     }
 
     /// Every entry of directory `path`, read with a buffer of `bufsize`
@@ -165,14 +162,14 @@ impl T {
         let buf = self.port.alloc_zeroed(bufsize);
         let (mut all, mut calls) = (Vec::new(), 0);
         loop {
-            let n = self.ok(sys::GETDENTS, &[fd as u64, buf, bufsize as u64]) as usize;
+            let n = self.ok(Sysnum::GETDENTS, &[fd as u64, buf, bufsize as u64]) as usize;
             if n == 0 {
                 break;
             }
             calls += 1;
             all.extend(Dirent::decode_all(&self.port.read(buf, n)).unwrap());
         }
-        self.ok(sys::CLOSE, &[fd as u64]);
+        self.ok(Sysnum::CLOSE, &[fd as u64]);
         (all, calls)
     }
 
@@ -187,7 +184,7 @@ impl T {
 
     fn getcwd(&self) -> Result<Vec<u8>, Errno> {
         let buf = self.port.alloc_zeroed(1024);
-        let [n, _] = self.call(sys::GETCWD, &[buf, 1024])?;
+        let [n, _] = self.call(Sysnum::GETCWD, &[buf, 1024])?;
         let mut v = self.port.read(buf, n as usize);
         assert_eq!(v.pop(), Some(0));
         Ok(v)
@@ -202,7 +199,7 @@ impl T {
 fn unknown_syscall_is_enosys() {
     let t = T::new();
     for n in [0, 1, 2, 7, 999, 1000, 1001, u32::MAX] {
-        assert_eq!(t.err(n, &[]), Errno::ENOSYS, "syscall {n}");
+        assert_eq!(t.err(Sysnum(n), &[]), Errno::ENOSYS, "syscall {n}");
     }
 }
 
@@ -215,24 +212,24 @@ fn short_argument_block_is_efault() {
     let buf = t.port.alloc_zeroed(16);
     let (path, tmpfs, tmp) = (t.s("/tmp/f"), t.s("tmpfs"), t.s("/tmp"));
     // Each call with its last needed slot cut off.
-    let cases: &[(u32, &[u64])] = &[
-        (sys::READ, &[fd, buf]),
-        (sys::WRITE, &[fd, buf]),
-        (sys::OPEN, &[]),
-        (sys::CLOSE, &[]),
-        (sys::LSEEK, &[fd, 0, 0]),
-        (sys::FTRUNCATE, &[fd, 0]),
-        (sys::PREAD, &[fd, buf, 4, 0]),
-        (sys::PWRITE, &[fd, buf, 4, 0]),
-        (sys::MMAP, &[0, 4096, 3, 0x1002]),
-        (sys::FCNTL, &[fd]),
-        (sys::KILL, &[2]),
-        (sys::DUP2, &[fd]),
-        (sys::GETDENTS, &[fd, buf]),
-        (sys::GETCWD, &[buf]),
-        (sys::FSTAT, &[fd]),
-        (sys::UMASK, &[]),
-        (sys::PIPE2, &[buf]),
+    let cases: &[(Sysnum, &[u64])] = &[
+        (Sysnum::READ, &[fd, buf]),
+        (Sysnum::WRITE, &[fd, buf]),
+        (Sysnum::OPEN, &[]),
+        (Sysnum::CLOSE, &[]),
+        (Sysnum::LSEEK, &[fd, 0, 0]),
+        (Sysnum::FTRUNCATE, &[fd, 0]),
+        (Sysnum::PREAD, &[fd, buf, 4, 0]),
+        (Sysnum::PWRITE, &[fd, buf, 4, 0]),
+        (Sysnum::MMAP, &[0, 4096, 3, 0x1002]),
+        (Sysnum::FCNTL, &[fd]),
+        (Sysnum::KILL, &[2]),
+        (Sysnum::DUP2, &[fd]),
+        (Sysnum::GETDENTS, &[fd, buf]),
+        (Sysnum::GETCWD, &[buf]),
+        (Sysnum::FSTAT, &[fd]),
+        (Sysnum::UMASK, &[]),
+        (Sysnum::PIPE2, &[buf]),
         (num::CHMOD, &[path]),
         (num::FCHMOD, &[fd]),
         (num::TRUNCATE, &[path, 0]),
@@ -244,15 +241,15 @@ fn short_argument_block_is_efault() {
         assert_eq!(t.err(*n, slots), Errno::EFAULT, "syscall {n} {slots:?}");
     }
     // A partial slot is short too.
-    let mut block = args(&[fd]);
+    let mut block = args::encode(&[fd]);
     block.extend_from_slice(&[0; 7]);
     assert_eq!(
-        t.k.syscall(t.p, sys::DUP2, &block, &*t.port),
+        t.k.syscall(t.p, Sysnum::DUP2.0, &block, &*t.port),
         Err(Errno::EFAULT)
     );
     // Calls without arguments need none.
-    assert_eq!(t.call(sys::GETPID, &[]), Ok([2, 1]));
-    assert_eq!(t.call(sys::GETPPID, &[]), Ok([1, 0]));
+    assert_eq!(t.call(Sysnum::GETPID, &[]), Ok([2, 1]));
+    assert_eq!(t.call(Sysnum::GETPPID, &[]), Ok([1, 0]));
 }
 
 #[test]
@@ -261,14 +258,14 @@ fn bad_pointers_are_efault() {
     t.create("/tmp/f", b"data");
     let fd = t.open("/tmp/f", oflag::O_RDWR, 0).unwrap() as u64;
     let bad = 0x10;
-    assert_eq!(t.err(sys::OPEN, &[bad, 0, 0]), Errno::EFAULT);
-    assert_eq!(t.err(sys::READ, &[fd, bad, 4]), Errno::EFAULT);
-    assert_eq!(t.err(sys::WRITE, &[fd, bad, 4]), Errno::EFAULT);
-    assert_eq!(t.err(sys::STAT, &[t.s("/tmp/f"), bad]), Errno::EFAULT);
-    assert_eq!(t.err(sys::FSTAT, &[fd, bad]), Errno::EFAULT);
-    assert_eq!(t.err(sys::PIPE2, &[bad, 0]), Errno::EFAULT);
-    assert_eq!(t.err(sys::GETCWD, &[bad, 100]), Errno::EFAULT);
-    assert_eq!(t.err(sys::READV, &[fd, bad, 1]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::OPEN, &[bad, 0, 0]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::READ, &[fd, bad, 4]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::WRITE, &[fd, bad, 4]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::STAT, &[t.s("/tmp/f"), bad]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::FSTAT, &[fd, bad]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::PIPE2, &[bad, 0]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::GETCWD, &[bad, 100]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::READV, &[fd, bad, 1]), Errno::EFAULT);
     // The failed read did not move the offset.
     assert_eq!(t.read(fd as i32, 10).unwrap(), b"data");
     // A failed pipe2 leaves no descriptors behind.
@@ -293,7 +290,7 @@ fn bad_pointers_are_efault() {
 fn unknown_process_is_esrch() {
     let t = T::new();
     let ghost = t.with(ProcId(999), t.port.clone());
-    assert_eq!(ghost.err(sys::GETPID, &[]), Errno::ESRCH);
+    assert_eq!(ghost.err(Sysnum::GETPID, &[]), Errno::ESRCH);
     assert_eq!(t.k.pid(ProcId(999)), -1);
     assert_eq!(t.k.prefork(ProcId(999)), Err(Errno::ESRCH));
     assert_eq!(
@@ -313,6 +310,6 @@ fn model_kernel_is_a_kernel_object() {
     let port = MemPort::shared();
     let p = k.spawn_guest(b"dyn", port.clone()).unwrap();
     assert_eq!(k.pid(p), 2);
-    assert_eq!(k.syscall(p, sys::GETPID, &[], &*port), Ok([2, 1]));
+    assert_eq!(k.syscall(p, Sysnum::GETPID.0, &[], &*port), Ok([2, 1]));
     assert!(format!("{:?}", ModelKernel::new()).contains("ModelKernel"));
 }

@@ -3,7 +3,8 @@
 use super::{T, WAIT};
 use crossbeam_channel::bounded;
 use sp_model::{BIG_PIPE_SIZE, MAX_BIG_PIPES, PIPE_BUF, PIPE_SIZE};
-use sp_proto::abi::{fcntl, mode, oflag, sig, sys, Errno};
+use sp_proto::abi::{fcntl, mode, oflag, Errno, Signal, Sysnum};
+use sp_proto::args;
 use sp_server::Kernel;
 use std::thread;
 
@@ -20,8 +21,8 @@ fn pipe_data_flows_in_order() {
     assert_eq!(t.read(w, 1), Err(Errno::EBADF));
     assert_eq!(t.write(r, b"x"), Err(Errno::EBADF));
     // lseek on a pipe.
-    assert_eq!(t.err(sys::LSEEK, &[r as u64, 0, 0, 0]), Errno::ESPIPE);
-    assert_eq!(t.err(sys::LSEEK, &[w as u64, 0, 0, 0]), Errno::ESPIPE);
+    assert_eq!(t.err(Sysnum::LSEEK, &[r as u64, 0, 0, 0]), Errno::ESPIPE);
+    assert_eq!(t.err(Sysnum::LSEEK, &[w as u64, 0, 0, 0]), Errno::ESPIPE);
     // fstat, as NetBSD's pipe_stat: a FIFO, mode 0600, the buffered byte
     // count, one block while anything is buffered, st_dev, st_ino,
     // st_nlink and st_rdev left 0.
@@ -47,11 +48,11 @@ fn pipe_data_flows_in_order() {
     assert_eq!((ws.st_size.get(), ws.st_blocks.get()), (0, 0));
     assert_eq!(ws.st_blksize.get(), PIPE_SIZE as u32);
     assert_eq!(
-        t.ok(sys::FCNTL, &[r as u64, fcntl::F_GETFL.into(), 0]),
+        t.ok(Sysnum::FCNTL, &[r as u64, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_RDONLY)
     );
     assert_eq!(
-        t.ok(sys::FCNTL, &[w as u64, fcntl::F_GETFL.into(), 0]),
+        t.ok(Sysnum::FCNTL, &[w as u64, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_WRONLY)
     );
 }
@@ -60,17 +61,17 @@ fn pipe_data_flows_in_order() {
 fn eof_after_all_writers_close() {
     let t = T::new();
     let (r, w) = t.pipe();
-    let w2 = t.ok(sys::DUP, &[w as u64]);
+    let w2 = t.ok(Sysnum::DUP, &[w as u64]);
     assert_eq!(t.write(w, b"last"), Ok(4));
-    t.ok(sys::CLOSE, &[w as u64]);
+    t.ok(Sysnum::CLOSE, &[w as u64]);
     assert_eq!(t.read(r, 100).unwrap(), b"last");
     // A writer (the dup) is still open: nonblocking read says EAGAIN.
     t.ok(
-        sys::FCNTL,
+        Sysnum::FCNTL,
         &[r as u64, fcntl::F_SETFL.into(), oflag::O_NONBLOCK.into()],
     );
     assert_eq!(t.read(r, 100), Err(Errno::EAGAIN));
-    t.ok(sys::CLOSE, &[w2 as u64]);
+    t.ok(Sysnum::CLOSE, &[w2 as u64]);
     assert_eq!(t.read(r, 100).unwrap(), b"");
     assert_eq!(t.read(r, 100).unwrap(), b"");
 }
@@ -79,18 +80,21 @@ fn eof_after_all_writers_close() {
 fn epipe_raises_sigpipe() {
     let t = T::new();
     let (r, w) = t.pipe();
-    t.ok(sys::CLOSE, &[r as u64]);
+    t.ok(Sysnum::CLOSE, &[r as u64]);
     assert_eq!(t.write(w, b"x"), Err(Errno::EPIPE));
-    assert_eq!(t.port.raised(), [sig::SIGPIPE]);
+    assert_eq!(t.port.raised(), [Signal::SIGPIPE.0]);
     // No COPYIN happens: even a bad buffer gives EPIPE.
-    assert_eq!(t.err(sys::WRITE, &[w as u64, 0x10, 5]), Errno::EPIPE);
-    assert_eq!(t.port.raised(), [sig::SIGPIPE, sig::SIGPIPE]);
+    assert_eq!(t.err(Sysnum::WRITE, &[w as u64, 0x10, 5]), Errno::EPIPE);
+    assert_eq!(t.port.raised(), [Signal::SIGPIPE.0, Signal::SIGPIPE.0]);
     // writev too.
-    let iov = t.port.alloc(super::args(&[0x10, 5]));
-    assert_eq!(t.err(sys::WRITEV, &[w as u64, iov, 1]), Errno::EPIPE);
+    let iov = t.port.alloc(args::encode(&[0x10, 5]));
+    assert_eq!(t.err(Sysnum::WRITEV, &[w as u64, iov, 1]), Errno::EPIPE);
     assert_eq!(t.port.raised().len(), 3);
     // O_NOSIGPIPE: EPIPE without the signal.
-    t.ok(sys::FCNTL, &[w as u64, fcntl::F_SETFL.into(), 0x100_0000]);
+    t.ok(
+        Sysnum::FCNTL,
+        &[w as u64, fcntl::F_SETFL.into(), 0x100_0000],
+    );
     assert_eq!(t.write(w, b"x"), Err(Errno::EPIPE));
     assert_eq!(t.port.raised().len(), 3);
 }
@@ -101,31 +105,37 @@ fn pipe2_copies_out_fds_and_flags() {
     t.open("/dev/null", oflag::O_RDONLY, 0).unwrap();
     let fds = t.port.alloc_zeroed(8);
     let flags = oflag::O_CLOEXEC | oflag::O_NONBLOCK;
-    assert_eq!(t.call(sys::PIPE2, &[fds, flags.into()]), Ok([0, 0]));
+    assert_eq!(t.call(Sysnum::PIPE2, &[fds, flags.into()]), Ok([0, 0]));
     let raw = t.port.read(fds, 8);
     let r = i32::from_le_bytes(raw[..4].try_into().unwrap());
     let w = i32::from_le_bytes(raw[4..].try_into().unwrap());
     assert_eq!((r, w), (4, 5));
     for fd in [r, w] {
-        assert_eq!(t.ok(sys::FCNTL, &[fd as u64, fcntl::F_GETFD.into(), 0]), 1);
+        assert_eq!(
+            t.ok(Sysnum::FCNTL, &[fd as u64, fcntl::F_GETFD.into(), 0]),
+            1
+        );
     }
     // NetBSD's pipe2 keeps every flag it was given in the description,
     // O_CLOEXEC included, and F_GETFL shows them.
     assert_eq!(
-        t.ok(sys::FCNTL, &[w as u64, fcntl::F_GETFL.into(), 0]),
+        t.ok(Sysnum::FCNTL, &[w as u64, fcntl::F_GETFL.into(), 0]),
         i64::from(oflag::O_WRONLY | flags)
     );
     assert_eq!(t.read(r, 10), Err(Errno::EAGAIN));
     assert_eq!(t.write(w, b"ok"), Ok(2));
     assert_eq!(t.read(r, 10).unwrap(), b"ok");
     assert_eq!(
-        t.err(sys::PIPE2, &[fds, oflag::O_APPEND.into()]),
+        t.err(Sysnum::PIPE2, &[fds, oflag::O_APPEND.into()]),
         Errno::EINVAL
     );
     // Without flags: blocking, no close-on-exec.
-    assert_eq!(t.call(sys::PIPE2, &[fds, 0]), Ok([0, 0]));
+    assert_eq!(t.call(Sysnum::PIPE2, &[fds, 0]), Ok([0, 0]));
     let r2 = i32::from_le_bytes(t.port.read(fds, 4).try_into().unwrap());
-    assert_eq!(t.ok(sys::FCNTL, &[r2 as u64, fcntl::F_GETFD.into(), 0]), 0);
+    assert_eq!(
+        t.ok(Sysnum::FCNTL, &[r2 as u64, fcntl::F_GETFD.into(), 0]),
+        0
+    );
 }
 
 #[test]
@@ -133,7 +143,7 @@ fn nonblocking_write_fills_the_pipe() {
     let t = T::new();
     let (r, w) = t.pipe();
     t.ok(
-        sys::FCNTL,
+        Sysnum::FCNTL,
         &[w as u64, fcntl::F_SETFL.into(), oflag::O_NONBLOCK.into()],
     );
     let big = vec![7u8; PIPE_SIZE];
@@ -179,7 +189,7 @@ fn a_large_write_into_an_empty_pipe_grows_it() {
         "the 33rd stays small"
     );
     let (r0, w0) = pipes[0];
-    t.ok(sys::CLOSE, &[r0 as u64]);
+    t.ok(Sysnum::CLOSE, &[r0 as u64]);
     assert_eq!(
         t.fstat(w0).unwrap().st_blksize.get(),
         0,
@@ -217,7 +227,7 @@ fn blocked_reader_sees_eof_when_writers_close() {
     let t2 = t.clone();
     let h = thread::spawn(move || tx.send(t2.read(r, 100)).unwrap());
     assert!(t.k.wait_blocked_threads(1, WAIT));
-    t.ok(sys::CLOSE, &[w as u64]);
+    t.ok(Sysnum::CLOSE, &[w as u64]);
     assert_eq!(rx.recv_timeout(WAIT).unwrap().unwrap(), b"");
     h.join().unwrap();
 }
@@ -245,9 +255,9 @@ fn blocked_writer_wakes_when_reader_drains_or_closes() {
     let t2 = t.clone();
     let h = thread::spawn(move || tx.send(t2.write(w, &vec![0; BIG_PIPE_SIZE + 1])).unwrap());
     assert!(t.k.wait_blocked_threads(1, WAIT));
-    t.ok(sys::CLOSE, &[r as u64]);
+    t.ok(Sysnum::CLOSE, &[r as u64]);
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), Err(Errno::EPIPE));
-    assert_eq!(t.port.raised(), [sig::SIGPIPE]);
+    assert_eq!(t.port.raised(), [Signal::SIGPIPE.0]);
     h.join().unwrap();
 }
 
@@ -270,10 +280,10 @@ fn lwpexit_wakes_blocked_reader_with_eintr() {
         h.join().unwrap();
     }
     // New calls are refused until execnotify.
-    assert_eq!(t.err(sys::GETPID, &[]), Errno::EINTR);
+    assert_eq!(t.err(Sysnum::GETPID, &[]), Errno::EINTR);
     assert!(t.k.proc_info(t.p).unwrap().exiting);
     t.k.execnotify(t.p, b"again");
-    assert_eq!(t.call(sys::GETPID, &[]), Ok([2, 1]));
+    assert_eq!(t.call(Sysnum::GETPID, &[]), Ok([2, 1]));
     assert!(!t.k.proc_info(t.p).unwrap().exiting);
 }
 
@@ -301,8 +311,8 @@ fn lwpexit_leaves_other_processes_alone() {
     let h = thread::spawn(move || tx.send(u2.read(r, 10)).unwrap());
     assert!(t.k.wait_blocked_threads(1, WAIT));
     t.k.lwpexit(t.p);
-    assert_eq!(t.err(sys::GETPID, &[]), Errno::EINTR);
-    assert_eq!(u.call(sys::GETPID, &[]), Ok([3, 1]));
+    assert_eq!(t.err(Sysnum::GETPID, &[]), Errno::EINTR);
+    assert_eq!(u.call(Sysnum::GETPID, &[]), Ok([3, 1]));
     // u's reader still waits; wake it with data.
     assert!(rx.try_recv().is_err());
     assert_eq!(t.k.blocked_threads(), 1);
@@ -348,5 +358,8 @@ fn many_readers_and_writers() {
     }
     assert!(t.k.wait_idle(WAIT));
     // The kernel is still usable.
-    assert_eq!(t.k.syscall(t.p, sys::GETPID, &[], &*t.port), Ok([2, 1]));
+    assert_eq!(
+        t.k.syscall(t.p, Sysnum::GETPID.0, &[], &*t.port),
+        Ok([2, 1])
+    );
 }

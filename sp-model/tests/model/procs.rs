@@ -1,10 +1,11 @@
 //! Processes: spawn, prefork, attach, release, execnotify, kill, mmap,
 //! umask inheritance, and the no-lock-across-the-client rule.
 
-use super::{args, T, WAIT};
+use super::{T, WAIT};
 use crossbeam_channel::bounded;
 use sp_model::{ModelKernel, ProcInfo};
-use sp_proto::abi::{fcntl, misc, oflag, sig, sys, Errno};
+use sp_proto::abi::{fcntl, misc, oflag, Errno, Signal, Sysnum};
+use sp_proto::args;
 use sp_server::{Kernel, ProcId};
 use sp_testkit::memport::MemPort;
 use std::sync::Arc;
@@ -18,9 +19,9 @@ fn pids_ppids_and_names() {
     let a = T::on(k.clone());
     let b = T::on(k.clone());
     assert_eq!((a.pid(), b.pid()), (2, 3));
-    assert_eq!(a.call(sys::GETPID, &[]), Ok([2, 1]));
-    assert_eq!(b.call(sys::GETPID, &[]), Ok([3, 1]));
-    assert_eq!(b.call(sys::GETPPID, &[]), Ok([1, 0]));
+    assert_eq!(a.call(Sysnum::GETPID, &[]), Ok([2, 1]));
+    assert_eq!(b.call(Sysnum::GETPID, &[]), Ok([3, 1]));
+    assert_eq!(b.call(Sysnum::GETPPID, &[]), Ok([1, 0]));
     assert_eq!(k.pids(), [2, 3]);
     assert_eq!(k.proc_by_pid(3), Some(b.p));
     assert_eq!(k.proc_by_pid(1), Some(ProcId(1)));
@@ -55,9 +56,9 @@ fn prefork_copies_the_table_and_shares_offsets() {
     let ce = t
         .open("/dev/null", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
         .unwrap();
-    t.ok(sys::UMASK, &[0o027]);
+    t.ok(Sysnum::UMASK, &[0o027]);
     t.mkdir("/tmp/wd");
-    t.ok(sys::CHDIR, &[t.s("/tmp/wd")]);
+    t.ok(Sysnum::CHDIR, &[t.s("/tmp/wd")]);
     assert_eq!(t.read(fd, 2).unwrap(), b"01");
 
     let pf = t.k.prefork(t.p).unwrap();
@@ -79,19 +80,19 @@ fn prefork_copies_the_table_and_shares_offsets() {
     assert_eq!(info.comm, b"test");
     assert_eq!(t.k.pids(), [2, 4]);
     let child = t.with(c, cport);
-    assert_eq!(child.call(sys::GETPID, &[]), Ok([4, 1]));
-    assert_eq!(child.call(sys::GETPPID, &[]), Ok([1, 0]));
+    assert_eq!(child.call(Sysnum::GETPID, &[]), Ok([4, 1]));
+    assert_eq!(child.call(Sysnum::GETPPID, &[]), Ok([1, 0]));
     assert_eq!(child.getcwd().unwrap(), b"/tmp/wd");
     // Same description: the offset is shared both ways.
     assert_eq!(child.read(fd, 3).unwrap(), b"234");
     assert_eq!(t.read(fd, 2).unwrap(), b"56");
     // close-on-exec is copied per descriptor.
     assert_eq!(
-        child.ok(sys::FCNTL, &[ce as u64, fcntl::F_GETFD.into(), 0]),
+        child.ok(Sysnum::FCNTL, &[ce as u64, fcntl::F_GETFD.into(), 0]),
         1
     );
     // The tables are separate: closing in one leaves the other.
-    child.ok(sys::CLOSE, &[fd as u64]);
+    child.ok(Sysnum::CLOSE, &[fd as u64]);
     assert_eq!(t.read(fd, 2).unwrap(), b"78");
     assert_eq!(child.read(fd, 1), Err(Errno::EBADF));
     let nfd = child.open("/dev/null", oflag::O_RDONLY, 0).unwrap();
@@ -100,10 +101,10 @@ fn prefork_copies_the_table_and_shares_offsets() {
     // The next guest's pid comes after the two the fork used.
     assert_eq!(T::on(t.k.clone()).pid(), 5);
     // And so are cwd and umask.
-    child.ok(sys::CHDIR, &[child.s("/")]);
-    child.ok(sys::UMASK, &[0]);
+    child.ok(Sysnum::CHDIR, &[child.s("/")]);
+    child.ok(Sysnum::UMASK, &[0]);
     assert_eq!(t.getcwd().unwrap(), b"/tmp/wd");
-    assert_eq!(t.ok(sys::UMASK, &[0o027]), 0o027);
+    assert_eq!(t.ok(Sysnum::UMASK, &[0o027]), 0o027);
 }
 
 #[test]
@@ -124,13 +125,13 @@ fn a_pipe_across_a_fork() {
     let c2 = child.clone();
     let h = thread::spawn(move || tx.send(c2.read(r, 100)).unwrap());
     assert!(t.k.wait_blocked_threads(1, WAIT));
-    t.ok(sys::CLOSE, &[w as u64]);
+    t.ok(Sysnum::CLOSE, &[w as u64]);
     assert!(rx.try_recv().is_err());
     assert_eq!(child.write(w, b"self"), Ok(4));
     assert_eq!(rx.recv_timeout(WAIT).unwrap().unwrap(), b"self");
     h.join().unwrap();
     // Both write ends closed: EOF.
-    child.ok(sys::CLOSE, &[w as u64]);
+    child.ok(Sysnum::CLOSE, &[w as u64]);
     assert_eq!(child.read(r, 100).unwrap(), b"");
 }
 
@@ -145,10 +146,10 @@ fn release_closes_pipes_so_peers_see_eof_and_epipe() {
         MemPort::shared(),
     );
     // Parent keeps r and w2; child keeps w and r2.
-    t.ok(sys::CLOSE, &[w as u64]);
-    t.ok(sys::CLOSE, &[r2 as u64]);
-    child.ok(sys::CLOSE, &[r as u64]);
-    child.ok(sys::CLOSE, &[w2 as u64]);
+    t.ok(Sysnum::CLOSE, &[w as u64]);
+    t.ok(Sysnum::CLOSE, &[r2 as u64]);
+    child.ok(Sysnum::CLOSE, &[r as u64]);
+    child.ok(Sysnum::CLOSE, &[w2 as u64]);
     // The parent blocks reading from the child.
     let (tx, rx) = bounded(1);
     let t2 = t.clone();
@@ -159,10 +160,10 @@ fn release_closes_pipes_so_peers_see_eof_and_epipe() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap().unwrap(), b"", "EOF");
     h.join().unwrap();
     assert_eq!(t.write(w2, b"x"), Err(Errno::EPIPE));
-    assert_eq!(t.port.raised(), [sig::SIGPIPE]);
+    assert_eq!(t.port.raised(), [Signal::SIGPIPE.0]);
     assert_eq!(t.k.process_count(), 1);
     assert_eq!(t.k.pid(child.p), -1);
-    assert_eq!(child.err(sys::GETPID, &[]), Errno::ESRCH);
+    assert_eq!(child.err(Sysnum::GETPID, &[]), Errno::ESRCH);
     // Releasing twice, or init, does nothing.
     t.k.release(child.p);
     t.k.release(ProcId(1));
@@ -197,9 +198,9 @@ fn execnotify_closes_cloexec_and_renames() {
         .open("/dev/null", oflag::O_RDONLY | oflag::O_CLOEXEC, 0)
         .unwrap();
     let (r, w) = t.pipe();
-    t.ok(sys::FCNTL, &[w as u64, fcntl::F_SETFD.into(), 1]);
+    t.ok(Sysnum::FCNTL, &[w as u64, fcntl::F_SETFD.into(), 1]);
     let dup = t.ok(
-        sys::FCNTL,
+        Sysnum::FCNTL,
         &[keep as u64, fcntl::F_DUPFD_CLOEXEC.into(), 10],
     ) as i32;
     assert_eq!(t.fds(), [0, 1, 2, keep, gone, r, w, dup]);
@@ -220,35 +221,41 @@ fn execnotify_closes_cloexec_and_renames() {
 fn kill_raises_on_the_target_client() {
     let t = T::new();
     let u = T::on(t.k.clone());
-    assert_eq!(t.ok(sys::KILL, &[u.pid() as u64, sig::SIGUSR1.into()]), 0);
-    assert_eq!(u.port.raised(), [sig::SIGUSR1]);
+    assert_eq!(
+        t.ok(Sysnum::KILL, &[u.pid() as u64, Signal::SIGUSR1.0.into()]),
+        0
+    );
+    assert_eq!(u.port.raised(), [Signal::SIGUSR1.0]);
     assert!(t.port.raised().is_empty());
     // Signal 0 only checks.
-    assert_eq!(t.ok(sys::KILL, &[u.pid() as u64, 0]), 0);
+    assert_eq!(t.ok(Sysnum::KILL, &[u.pid() as u64, 0]), 0);
     assert_eq!(u.port.raised().len(), 1);
     // To itself, and pid 0 (itself).
-    assert_eq!(t.ok(sys::KILL, &[t.pid() as u64, sig::SIGTERM.into()]), 0);
-    assert_eq!(t.ok(sys::KILL, &[0, sig::SIGHUP.into()]), 0);
-    assert_eq!(t.port.raised(), [sig::SIGTERM, sig::SIGHUP]);
-    // Errors.
-    assert_eq!(t.err(sys::KILL, &[99, 15]), Errno::ESRCH);
-    assert_eq!(t.err(sys::KILL, &[99, 0]), Errno::ESRCH);
-    assert_eq!(t.err(sys::KILL, &[(-1i64) as u64, 15]), Errno::ESRCH);
-    assert_eq!(t.err(sys::KILL, &[u.pid() as u64, 64]), Errno::EINVAL);
     assert_eq!(
-        t.err(sys::KILL, &[u.pid() as u64, (-1i64) as u64]),
+        t.ok(Sysnum::KILL, &[t.pid() as u64, Signal::SIGTERM.0.into()]),
+        0
+    );
+    assert_eq!(t.ok(Sysnum::KILL, &[0, Signal::SIGHUP.0.into()]), 0);
+    assert_eq!(t.port.raised(), [Signal::SIGTERM.0, Signal::SIGHUP.0]);
+    // Errors.
+    assert_eq!(t.err(Sysnum::KILL, &[99, 15]), Errno::ESRCH);
+    assert_eq!(t.err(Sysnum::KILL, &[99, 0]), Errno::ESRCH);
+    assert_eq!(t.err(Sysnum::KILL, &[(-1i64) as u64, 15]), Errno::ESRCH);
+    assert_eq!(t.err(Sysnum::KILL, &[u.pid() as u64, 64]), Errno::EINVAL);
+    assert_eq!(
+        t.err(Sysnum::KILL, &[u.pid() as u64, (-1i64) as u64]),
         Errno::EINVAL
     );
     // init and an unattached prefork take and drop signals.
-    assert_eq!(t.ok(sys::KILL, &[1, 15]), 0);
+    assert_eq!(t.ok(Sysnum::KILL, &[1, 15]), 0);
     let pf = t.k.prefork(u.p).unwrap();
-    assert_eq!(t.ok(sys::KILL, &[t.k.pid(pf) as u64, 15]), 0);
+    assert_eq!(t.ok(Sysnum::KILL, &[t.k.pid(pf) as u64, 15]), 0);
     // A target whose client is gone.
     u.port.disconnect();
-    assert_eq!(t.err(sys::KILL, &[u.pid() as u64, 15]), Errno::ESRCH);
+    assert_eq!(t.err(Sysnum::KILL, &[u.pid() as u64, 15]), Errno::ESRCH);
     // A released process is gone.
     t.k.release(u.p);
-    assert_eq!(t.err(sys::KILL, &[u.pid() as u64, 0]), Errno::ESRCH);
+    assert_eq!(t.err(Sysnum::KILL, &[u.pid() as u64, 0]), Errno::ESRCH);
 }
 
 #[test]
@@ -256,26 +263,29 @@ fn mmap_anon_goes_to_the_client() {
     let t = T::new();
     let anon = u64::from(misc::MAP_ANON | misc::MAP_PRIVATE);
     let minus1 = (-1i64) as u64;
-    let addr = t.ok(sys::MMAP, &[0, 8192, 3, anon, minus1, 0, 0]) as u64;
+    let addr = t.ok(Sysnum::MMAP, &[0, 8192, 3, anon, minus1, 0, 0]) as u64;
     assert_eq!(t.port.read(addr, 8192), vec![0; 8192]);
-    let addr2 = t.ok(sys::MMAP, &[0, 100, 3, anon, minus1, 0, 0]) as u64;
+    let addr2 = t.ok(Sysnum::MMAP, &[0, 100, 3, anon, minus1, 0, 0]) as u64;
     assert_ne!(addr, addr2);
     // Not anonymous, an fd with MAP_ANON, a zero length.
     assert_eq!(
-        t.err(sys::MMAP, &[0, 8192, 3, misc::MAP_SHARED.into(), 0, 0, 0]),
+        t.err(
+            Sysnum::MMAP,
+            &[0, 8192, 3, misc::MAP_SHARED.into(), 0, 0, 0]
+        ),
         Errno::EINVAL
     );
     assert_eq!(
-        t.err(sys::MMAP, &[0, 8192, 3, anon, 3, 0, 0]),
+        t.err(Sysnum::MMAP, &[0, 8192, 3, anon, 3, 0, 0]),
         Errno::EINVAL
     );
     assert_eq!(
-        t.err(sys::MMAP, &[0, 0, 3, anon, minus1, 0, 0]),
+        t.err(Sysnum::MMAP, &[0, 0, 3, anon, minus1, 0, 0]),
         Errno::EINVAL
     );
     // The client's refusal comes back.
     assert_eq!(
-        t.err(sys::MMAP, &[0, 1 << 40, 3, anon, minus1, 0, 0]),
+        t.err(Sysnum::MMAP, &[0, 1 << 40, 3, anon, minus1, 0, 0]),
         Errno::ENOMEM
     );
 }
@@ -284,18 +294,18 @@ fn mmap_anon_goes_to_the_client() {
 fn a_client_that_is_gone() {
     let t = T::new();
     t.port.disconnect();
-    assert_eq!(t.err(sys::OPEN, &[0x1000, 0, 0]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::OPEN, &[0x1000, 0, 0]), Errno::EFAULT);
     let (r, w) = t.pipe();
-    assert_eq!(t.err(sys::WRITE, &[w as u64, 0x1000, 1]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::WRITE, &[w as u64, 0x1000, 1]), Errno::EFAULT);
     t.port.set_disconnected(false);
     assert_eq!(t.write(w, b"lost"), Ok(4));
     let buf = t.port.alloc_zeroed(4);
     t.port.disconnect();
     // The read consumed the bytes; the copyout failed: EFAULT, data lost.
-    assert_eq!(t.err(sys::READ, &[r as u64, buf, 4]), Errno::EFAULT);
+    assert_eq!(t.err(Sysnum::READ, &[r as u64, buf, 4]), Errno::EFAULT);
     t.port.set_disconnected(false);
     t.ok(
-        sys::FCNTL,
+        Sysnum::FCNTL,
         &[r as u64, fcntl::F_SETFL.into(), oflag::O_NONBLOCK.into()],
     );
     assert_eq!(t.read(r, 4), Err(Errno::EAGAIN));
@@ -320,14 +330,14 @@ fn no_kernel_lock_is_held_while_waiting_for_the_client() {
         let o = other.clone();
         thread::spawn(move || {
             let res = (
-                o.call(sys::GETPID, &[]),
-                o.call(sys::FSTAT, &[fd as u64, buf]),
-                o.call(sys::STAT, &[name, buf]),
-                o.call(sys::PREAD, &[fd as u64, buf, 4, 0, 0]),
-                o.call(sys::DUP, &[fd as u64])
-                    .and_then(|[d, _]| o.call(sys::CLOSE, &[d as u64])),
-                o.call(sys::FCNTL, &[r as u64, fcntl::F_GETFL.into(), 0]),
-                o.call(sys::LSEEK, &[fd as u64, 0, 0, misc::SEEK_CUR.into()]),
+                o.call(Sysnum::GETPID, &[]),
+                o.call(Sysnum::FSTAT, &[fd as u64, buf]),
+                o.call(Sysnum::STAT, &[name, buf]),
+                o.call(Sysnum::PREAD, &[fd as u64, buf, 4, 0, 0]),
+                o.call(Sysnum::DUP, &[fd as u64])
+                    .and_then(|[d, _]| o.call(Sysnum::CLOSE, &[d as u64])),
+                o.call(Sysnum::FCNTL, &[r as u64, fcntl::F_GETFL.into(), 0]),
+                o.call(Sysnum::LSEEK, &[fd as u64, 0, 0, misc::SEEK_CUR.into()]),
             );
             tx.send(res).unwrap();
         });
@@ -341,9 +351,11 @@ fn no_kernel_lock_is_held_while_waiting_for_the_client() {
     assert_eq!(t.write(fd, b"DATA"), Ok(4));
     assert_eq!(t.write(w, b"pipe"), Ok(4));
     assert!(t.stat("/tmp/f").is_ok());
-    let iov = t.port.alloc(args(&[t.port.alloc(b"v".to_vec()), 1]));
-    assert_eq!(t.ok(sys::WRITEV, &[fd as u64, iov, 1]), 1);
-    t.ok(sys::RENAME, &[t.s("/tmp/f"), t.s("/tmp/g")]);
+    let iov = t
+        .port
+        .alloc(args::encode(&[t.port.alloc(b"v".to_vec()), 1]));
+    assert_eq!(t.ok(Sysnum::WRITEV, &[fd as u64, iov, 1]), 1);
+    t.ok(Sysnum::RENAME, &[t.s("/tmp/f"), t.s("/tmp/g")]);
     t.port.set_copyin_hook(None);
     assert_eq!(t.content("/tmp/g"), b"DATAv");
 }
@@ -362,7 +374,7 @@ fn concurrent_processes_and_files() {
                 t.create(&path, path.as_bytes());
                 assert_eq!(t.content(&path), path.as_bytes());
                 if j % 2 == 0 {
-                    t.ok(sys::RENAME, &[t.s(&path), t.s(&format!("{path}.x"))]);
+                    t.ok(Sysnum::RENAME, &[t.s(&path), t.s(&format!("{path}.x"))]);
                 }
             }
             assert_eq!(t.names(&dir).len(), 52);
