@@ -13,7 +13,7 @@ use crate::peers::{adopt_pair, guest_handshake};
 use sp_model::ModelKernel;
 use sp_proto::abi::sys;
 use sp_proto::args;
-use sp_proto::capture::to_hex;
+use sp_proto::capture::{to_hex, Dir};
 use sp_proto::{
     Banner, Class, Deframer, Frame, Handshake, Message, MsgType, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
@@ -401,7 +401,7 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
         let bytes: Vec<u8> = cap
             .units
             .iter()
-            .filter(|u| u.dir == crate::vectors::Dir::C2s)
+            .filter(|u| u.dir == Dir::C2s)
             .flat_map(|u| u.bytes.iter().copied())
             .collect();
         seeds.push((format!("capture_{}", cap.name), bytes));
@@ -549,7 +549,7 @@ pub fn client_bytes_seeds() -> Vec<(String, Vec<u8>)> {
         let bytes: Vec<u8> = cap
             .units
             .iter()
-            .filter(|u| u.dir == crate::vectors::Dir::S2c && u.conn == 0)
+            .filter(|u| u.dir == Dir::S2c && u.conn() == 0)
             .flat_map(|u| u.bytes.iter().copied())
             .collect();
         seeds.push((format!("capture_{}", cap.name), bytes));

@@ -3,32 +3,13 @@
 //! says with what the reference said.
 
 use crate::rawpeer::{RawPeer, Recv};
-use sp_proto::capture::{to_hex, unhex};
-use sp_proto::{Class, Header, MsgType, HEADER_LEN};
+use sp_proto::capture::{self, mask, to_hex, Dir, Unit};
+use sp_proto::{Class, Header, MsgType};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Direction of a unit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dir {
-    /// Client to server.
-    C2s,
-    /// Server to client.
-    S2c,
-}
-
-/// One protocol unit of a capture: the banner or one frame.
-#[derive(Clone, Debug)]
-pub struct Unit {
-    /// Connection number within the scenario.
-    pub conn: usize,
-    /// Direction.
-    pub dir: Dir,
-    /// The bytes.
-    pub bytes: Vec<u8>,
-}
-
-/// One capture file.
+/// One capture file, parsed by [`sp_proto::capture::parse`], with its
+/// name and its scenario line read as JSON.
 #[derive(Clone, Debug)]
 pub struct Capture {
     /// The scenario name (the file stem).
@@ -68,28 +49,19 @@ pub fn load_all() -> Vec<Capture> {
     files.iter().map(|p| load(p)).collect()
 }
 
-/// Loads one capture file.
+/// Loads one capture file. Panics (naming the file and line) if it does
+/// not parse.
 pub fn load(path: &Path) -> Capture {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let meta: serde_json::Value =
-        serde_json::from_str(lines.next().expect("meta line")).expect("meta json");
-    let units = lines
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("unit json");
-            Unit {
-                conn: v.get("conn").and_then(|c| c.as_u64()).unwrap_or(0) as usize,
-                dir: if v["dir"] == "c2s" {
-                    Dir::C2s
-                } else {
-                    Dir::S2c
-                },
-                bytes: unhex(v["hex"].as_str().expect("hex")).expect("valid hex"),
-            }
-        })
-        .collect();
+    let cap = capture::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let meta = serde_json::from_str(&cap.meta)
+        .unwrap_or_else(|e| panic!("{}: the scenario line: {e}", path.display()));
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-    Capture { name, meta, units }
+    Capture {
+        name,
+        meta,
+        units: cap.units,
+    }
 }
 
 impl Capture {
@@ -103,7 +75,7 @@ impl Capture {
         &self
             .units
             .iter()
-            .find(|u| u.dir == Dir::S2c)
+            .find(|u| u.is_banner())
             .expect("a banner")
             .bytes
     }
@@ -114,32 +86,19 @@ impl Capture {
     }
 }
 
-/// Zeroes the bytes the reference leaves nondeterministic, in place:
-/// the padding of a SYSCALL response, the reqno of a RAISE, and the
-/// cookie of a PREFORK response.
-pub fn mask(frame: &mut [u8]) {
-    let Some(h) = Header::read(frame) else { return };
-    match (h.class(), h.typ()) {
-        (Class::RESP, MsgType::SYSCALL) if frame.len() >= 32 => frame[28..32].fill(0),
-        (Class::REQ, MsgType::RAISE) => frame[8..16].fill(0),
-        (Class::RESP, MsgType::PREFORK) if frame.len() >= HEADER_LEN + 16 => frame[24..40].fill(0),
-        _ => {}
-    }
-}
-
 /// Replays `cap`'s client frames against the server at `url` and checks
 /// every server unit against the capture. Returns the number of units
 /// compared. Error captures are followed to their end: the connection must
 /// be closed or left open as the reference did (or, where the reference
 /// crashed, answered with ERROR MALFORMED_REQUEST and closed).
 pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
-    let mut peers: HashMap<usize, RawPeer> = HashMap::new();
+    let mut peers: HashMap<u64, RawPeer> = HashMap::new();
     let mut cookie: Option<[u8; 16]> = None;
     let mut compared = 0;
     let mut handshaken = false;
     for (i, u) in cap.units.iter().enumerate() {
-        let ctx = |what: String| format!("{} unit {i} (conn {}): {what}", cap.name, u.conn);
-        let peer = match peers.entry(u.conn) {
+        let ctx = |what: String| format!("{} unit {i} (conn {}): {what}", cap.name, u.conn());
+        let peer = match peers.entry(u.conn()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(RawPeer::connect(url).map_err(|e| ctx(format!("connect: {e}")))?)
@@ -160,7 +119,7 @@ pub fn replay(cap: &Capture, url: &str) -> Result<usize, String> {
                 }
                 peer.send(&bytes).map_err(|e| ctx(format!("send: {e}")))?;
             }
-            Dir::S2c if u.bytes.starts_with(b"RUMPSP-") => {
+            Dir::S2c if u.is_banner() => {
                 let got = peer
                     .read_banner()
                     .map_err(|e| ctx(format!("banner: {e}")))?;

@@ -4,6 +4,7 @@
 //! crashed we must answer and close instead.
 
 use sp_model::stub::StubKernel;
+use sp_proto::capture::Dir;
 use sp_proto::Banner;
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
@@ -37,12 +38,7 @@ fn replay_all(transport: Transport) {
     }
     let s2c: usize = caps
         .iter()
-        .map(|c| {
-            c.units
-                .iter()
-                .filter(|u| u.dir == vectors::Dir::S2c)
-                .count()
-        })
+        .map(|c| c.units.iter().filter(|u| u.dir == Dir::S2c).count())
         .sum();
     let crashed = caps.iter().filter(|c| c.reference_crashed()).count();
     eprintln!("{} captures, {units} server units compared", caps.len());
