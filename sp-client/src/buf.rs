@@ -173,16 +173,11 @@ impl<'a> Call<'a> {
         self
     }
 
-    /// The argument block: one little-endian 8-byte slot per argument.
+    /// The argument block: one little-endian 8-byte slot per argument
+    /// ([`sp_proto::args::encode`]).
     pub fn arg_block(&self) -> Vec<u8> {
-        arg_block(&self.args)
+        sp_proto::args::encode(&self.args)
     }
-}
-
-/// Encodes argument slots as NetBSD's argument structure: one 8-byte
-/// little-endian slot each ([`sp_proto::args::encode`]).
-pub fn arg_block(args: &[u64]) -> Vec<u8> {
-    sp_proto::args::encode(args)
 }
 
 #[cfg(test)]

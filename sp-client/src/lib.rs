@@ -123,7 +123,7 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
-pub use buf::{arg_block, Buf, Call};
+pub use buf::{Buf, Call};
 pub use errno::{
     errno_description, errno_kind, errno_name, errno_to_io, io_errno, ErrnoExt, IoResultExt,
     RemoteErrno,
@@ -142,12 +142,12 @@ pub use stat::{DirEntry, FileTime, FileType, Stat};
 
 /// NetBSD's numbers and structures, as they cross the wire: open flags
 /// ([`abi::oflag`]), `SEEK_*` and `R_OK`-style constants ([`abi::misc`]),
-/// `fcntl` commands ([`abi::fcntl`]), syscall numbers ([`abi::Sysnum`];
-/// as plain integers in [`abi::sys`]), signal numbers ([`abi::Signal`],
-/// [`abi::sig`]), file type bits ([`abi::mode`], [`abi::dt`]), and the raw
-/// `struct stat` ([`abi::Stat`]), `struct dirent` ([`abi::Dirent`]) and
-/// `struct iovec` ([`abi::Iovec`]). They are NetBSD's, not the host's: use these, not
-/// `libc`'s, in calls to the remote kernel.
+/// `fcntl` commands ([`abi::fcntl`]), syscall numbers ([`abi::Sysnum`]),
+/// signal numbers ([`abi::Signal`]), file type bits ([`abi::mode`],
+/// [`abi::dt`]), and the raw `struct stat` ([`abi::Stat`]), `struct
+/// dirent` ([`abi::Dirent`]) and `struct iovec` ([`abi::Iovec`]). They are
+/// NetBSD's, not the host's: use these, not `libc`'s, in calls to the
+/// remote kernel.
 pub use sp_proto::abi;
 
 use conn::{Conn, Counters, Reply, Shared, Start};

@@ -3,7 +3,7 @@
 use super::*;
 use crate::error::{CopyKind, DisconnectReason, HandshakeError, ProtocolError};
 use crate::{host_signal, Buf, Call, Errno};
-use sp_proto::abi::{oflag, sig, sys};
+use sp_proto::abi::{oflag, Signal, Sysnum};
 use sp_proto::{BannerError, ErrorCode, Message};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -185,10 +185,10 @@ fn handshake_refusals() {
 fn getpid_and_getppid() {
     let (c, h) = guest(|p| {
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a.len()), (sys::GETPID, 0));
+        assert_eq!((n, a.len()), (Sysnum::GETPID, 0));
         p.ret(r, 0, [5, 1]);
         let (r, n, _) = p.syscall();
-        assert_eq!(n, sys::GETPPID);
+        assert_eq!(n, Sysnum::GETPPID);
         p.ret(r, 0, [1, 0]);
     });
     assert_eq!(c.getpid(), Ok((5, 1)));
@@ -200,7 +200,7 @@ fn getpid_and_getppid() {
 fn write_serves_copyin() {
     let (c, h) = guest(|p| {
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[0], a[2]), (sys::WRITE, 1, 5));
+        assert_eq!((n, a[0], a[2]), (Sysnum::WRITE, 1, 5));
         p.send(Message::CopyinReq {
             reqno: 0,
             string: false,
@@ -223,7 +223,7 @@ fn write_serves_copyin() {
 fn read_stores_copyout_into_caller_buffer() {
     let (c, h) = guest(|p| {
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[0], a[2]), (sys::READ, 0, 20));
+        assert_eq!((n, a[0], a[2]), (Sysnum::READ, 0, 20));
         let data: Vec<u8> = (0..16).collect();
         p.send(Message::Copyout {
             reqno: 0,
@@ -249,7 +249,10 @@ fn open_answers_copyinstr_with_the_string_and_nul() {
     let (c, h) = guest(|p| {
         for (want, reply) in [(&b"/ok\0"[..], Ok(3)), (b"/missing\0", Err(2))] {
             let (r, n, a) = p.syscall();
-            assert_eq!((n, a[1], a[2]), (sys::OPEN, u64::from(oflag::O_RDONLY), 0));
+            assert_eq!(
+                (n, a[1], a[2]),
+                (Sysnum::OPEN, u64::from(oflag::O_RDONLY), 0)
+            );
             p.send(Message::CopyinReq {
                 reqno: 7,
                 string: true,
@@ -329,7 +332,7 @@ fn copyin_outside_refused_closes_connection_by_default() {
         assert!(p.at_eof(), "no answer, just the end of the connection");
     });
     let e = c
-        .call_detailed(Call::new(sys::WRITE).int(1).input(b"hello").arg(5))
+        .call_detailed(Call::new(Sysnum::WRITE).int(1).input(b"hello").arg(5))
         .unwrap_err();
     match e {
         Error::CopyRefused(r) => assert_eq!(
@@ -373,7 +376,7 @@ fn copyout_outside_dropped_and_reported() {
     });
     let mut buf = [0u8; 4];
     let e = c
-        .call_detailed(Call::new(sys::READ).int(0).output(&mut buf).arg(4))
+        .call_detailed(Call::new(Sysnum::READ).int(0).output(&mut buf).arg(4))
         .unwrap_err();
     assert!(
         matches!(e, Error::CopyRefused(r) if r.kind == CopyKind::Copyout),
@@ -392,7 +395,7 @@ fn anonmmap_memory_is_reachable_by_the_caller() {
     let (tx, rx) = mpsc::channel();
     let (c, h) = guest(move |p| {
         let (r, n, a) = p.syscall();
-        assert_eq!(n, sys::MMAP);
+        assert_eq!(n, Sysnum::MMAP);
         assert_eq!(a, vec![0, 65536, 3, 0x1002, 0xffff_ffff, 0, 0]);
         p.send(Message::AnonmmapReq {
             reqno: 0,
@@ -455,10 +458,10 @@ fn raise_goes_to_the_callback() {
     let o = opts().on_signal(move |s| tx.send(s).unwrap());
     let (c, h) = guest_with(o, |p| {
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[0]), (1001, 30));
+        assert_eq!((n, a[0]), (Sysnum(1001), 30));
         p.send(Message::Raise {
             reqno: 0,
-            signo: sig::SIGUSR1,
+            signo: Signal::SIGUSR1.0,
         });
         p.send(Message::Raise {
             reqno: 0,
@@ -495,7 +498,7 @@ fn raise_without_callback_raises_in_process() {
         let (r, _, _) = p.syscall();
         p.send(Message::Raise {
             reqno: 0,
-            signo: sig::SIGUSR2,
+            signo: Signal::SIGUSR2.0,
         });
         p.send(Message::Raise {
             reqno: 0,
@@ -526,7 +529,7 @@ fn error_frame_answering_a_syscall_maps_to_errno() {
         });
     });
     assert_eq!(c.getpid(), Err(Errno::EINVAL));
-    let e = c.call_detailed(Call::new(sys::GETPID)).unwrap_err();
+    let e = c.call_detailed(Call::new(Sysnum::GETPID)).unwrap_err();
     assert!(matches!(e, Error::Refused(ErrorCode::NOMEM)));
     assert_eq!(e.errno(), Errno::ENOMEM);
     h.join().unwrap();
@@ -560,7 +563,7 @@ fn wrong_reply_type_is_a_protocol_error() {
             cookie: [0; 16],
         });
     });
-    let e = c.call_detailed(Call::new(sys::GETPID)).unwrap_err();
+    let e = c.call_detailed(Call::new(Sysnum::GETPID)).unwrap_err();
     assert!(
         matches!(e, Error::Protocol(ProtocolError::UnexpectedReply { .. })),
         "{e}"
@@ -583,7 +586,7 @@ fn short_frame_length_ends_the_connection() {
         p.write(&bad);
         assert!(p.at_eof());
     });
-    let e = c.call_detailed(Call::new(sys::GETPID)).unwrap_err();
+    let e = c.call_detailed(Call::new(Sysnum::GETPID)).unwrap_err();
     assert!(
         matches!(
             e,
@@ -699,34 +702,34 @@ fn large_payloads_both_ways() {
 #[test]
 fn wrapper_argument_layouts() {
     let (c, h) = guest(|p| {
-        let mut check = |want_sys: u32, f: &dyn Fn(&[u64]) -> bool, ret: [i64; 2]| {
+        let mut check = |want_sys: Sysnum, f: &dyn Fn(&[u64]) -> bool, ret: [i64; 2]| {
             let (r, n, a) = p.syscall();
             assert_eq!(n, want_sys);
             assert!(f(&a), "bad args {a:x?} for {n}");
             p.ret(r, 0, ret);
         };
-        check(sys::LSEEK, &|a| a == [3, 0, (-5i64) as u64, 2], [10, 0]);
-        check(sys::FTRUNCATE, &|a| a == [3, 0, 100], [0, 0]);
+        check(Sysnum::LSEEK, &|a| a == [3, 0, (-5i64) as u64, 2], [10, 0]);
+        check(Sysnum::FTRUNCATE, &|a| a == [3, 0, 100], [0, 0]);
         check(
-            sys::PREAD,
+            Sysnum::PREAD,
             &|a| a[0] == 3 && a[2] == 4 && a[3] == 0 && a[4] == 64,
             [0, 0],
         );
         check(
-            sys::PWRITE,
+            Sysnum::PWRITE,
             &|a| a[0] == 3 && a[2] == 2 && a[3] == 0 && a[4] == 8,
             [2, 0],
         );
-        check(sys::DUP2, &|a| a == [3, 9], [9, 0]);
-        check(sys::DUP3, &|a| a == [3, 9, 0x40_0000], [9, 0]);
-        check(sys::FCNTL, &|a| a == [3, 2, 1], [0, 0]);
-        check(sys::PIPE, &|a| a.is_empty(), [4, 5]);
-        check(sys::KILL, &|a| a == [2, 30], [0, 0]);
-        check(sys::UMASK, &|a| a == [0o22], [0o77, 0]);
-        check(sys::FSYNC, &|a| a == [3], [0, 0]);
-        check(sys::CLOSE, &|a| a == [3], [0, 0]);
-        check(sys::DUP, &|a| a == [3], [4, 0]);
-        check(sys::FCHDIR, &|a| a == [3], [0, 0]);
+        check(Sysnum::DUP2, &|a| a == [3, 9], [9, 0]);
+        check(Sysnum::DUP3, &|a| a == [3, 9, 0x40_0000], [9, 0]);
+        check(Sysnum::FCNTL, &|a| a == [3, 2, 1], [0, 0]);
+        check(Sysnum::PIPE, &|a| a.is_empty(), [4, 5]);
+        check(Sysnum::KILL, &|a| a == [2, 30], [0, 0]);
+        check(Sysnum::UMASK, &|a| a == [0o22], [0o77, 0]);
+        check(Sysnum::FSYNC, &|a| a == [3], [0, 0]);
+        check(Sysnum::CLOSE, &|a| a == [3], [0, 0]);
+        check(Sysnum::DUP, &|a| a == [3], [4, 0]);
+        check(Sysnum::FCHDIR, &|a| a == [3], [0, 0]);
     });
     assert_eq!(c.lseek(3, -5, 2), Ok(10));
     assert_eq!(c.ftruncate(3, 100), Ok(()));
@@ -736,7 +739,7 @@ fn wrapper_argument_layouts() {
     assert_eq!(c.dup3(3, 9, oflag::O_CLOEXEC), Ok(9));
     assert_eq!(c.fcntl(3, 2, 1), Ok(0));
     assert_eq!(c.pipe(), Ok((4, 5)));
-    assert_eq!(c.kill(2, sig::SIGUSR1), Ok(()));
+    assert_eq!(c.kill(2, Signal::SIGUSR1.0), Ok(()));
     assert_eq!(c.umask(0o22), Ok(0o77));
     assert_eq!(c.fsync(3), Ok(()));
     assert_eq!(c.close(3), Ok(()));
@@ -751,7 +754,7 @@ fn path_and_struct_wrappers() {
     let (c, h) = guest(|p| {
         // stat: path in, 152 bytes out.
         let (r, n, a) = p.syscall();
-        assert_eq!(n, sys::STAT);
+        assert_eq!(n, Sysnum::STAT);
         p.send(Message::CopyinReq {
             reqno: 0,
             string: true,
@@ -771,7 +774,7 @@ fn path_and_struct_wrappers() {
         p.ret(r, 0, [0, 0]);
         // pipe2: two ints copied out.
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[1]), (sys::PIPE2, 0));
+        assert_eq!((n, a[1]), (Sysnum::PIPE2, 0));
         p.send(Message::Copyout {
             reqno: 2,
             string: false,
@@ -781,7 +784,7 @@ fn path_and_struct_wrappers() {
         p.ret(r, 0, [0, 0]);
         // getcwd.
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[1]), (sys::GETCWD, 4096));
+        assert_eq!((n, a[1]), (Sysnum::GETCWD, 4096));
         p.send(Message::Copyout {
             reqno: 3,
             string: true,
@@ -791,7 +794,7 @@ fn path_and_struct_wrappers() {
         p.ret(r, 0, [5, 0]);
         // rename: two strings.
         let (r, n, a) = p.syscall();
-        assert_eq!(n, sys::RENAME);
+        assert_eq!(n, Sysnum::RENAME);
         p.send(Message::CopyinReq {
             reqno: 4,
             string: true,
@@ -802,10 +805,10 @@ fn path_and_struct_wrappers() {
         p.ret(r, 0, [0, 0]);
         // read_dir: open, getdents twice, close.
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[1]), (sys::OPEN, u64::from(oflag::O_DIRECTORY)));
+        assert_eq!((n, a[1]), (Sysnum::OPEN, u64::from(oflag::O_DIRECTORY)));
         p.ret(r, 0, [5, 0]);
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[0]), (sys::GETDENTS, 5));
+        assert_eq!((n, a[0]), (Sysnum::GETDENTS, 5));
         let mut recs = Vec::new();
         Dirent {
             fileno: 1,
@@ -829,11 +832,11 @@ fn path_and_struct_wrappers() {
         let (r, _, _) = p.syscall();
         p.ret(r, 0, [0, 0]);
         let (r, n, _) = p.syscall();
-        assert_eq!(n, sys::CLOSE);
+        assert_eq!(n, Sysnum::CLOSE);
         p.ret(r, 0, [0, 0]);
         // writev: iovecs then data.
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[0], a[2]), (sys::WRITEV, 1, 2));
+        assert_eq!((n, a[0], a[2]), (Sysnum::WRITEV, 1, 2));
         p.send(Message::CopyinReq {
             reqno: 6,
             string: false,
@@ -853,7 +856,7 @@ fn path_and_struct_wrappers() {
         p.ret(r, 0, [5, 0]);
         // readv.
         let (r, n, a) = p.syscall();
-        assert_eq!((n, a[2]), (sys::READV, 2));
+        assert_eq!((n, a[2]), (Sysnum::READV, 2));
         p.send(Message::CopyinReq {
             reqno: 8,
             string: false,
@@ -1039,7 +1042,7 @@ fn a_write_to_a_closed_server_is_an_error_not_sigpipe() {
         let (c, h) = guest(|_| {});
         // The script is done: the server's end is closed.
         h.join().unwrap();
-        let e = c.call_detailed(Call::new(sys::GETPID)).unwrap_err();
+        let e = c.call_detailed(Call::new(Sysnum::GETPID)).unwrap_err();
         assert!(
             matches!(
                 &e,

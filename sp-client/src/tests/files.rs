@@ -3,7 +3,7 @@
 //! against a scripted server that keeps files in memory.
 
 use super::*;
-use crate::abi::{misc, mode, oflag, sys, Stat as RawStat};
+use crate::abi::{misc, mode, oflag, Stat as RawStat, Sysnum};
 use crate::{io_errno, Errno, RemoteFile, IO_CHUNK};
 use sp_proto::Message;
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 /// One system call the fake saw: number and argument slots.
-type Seen = (u32, Vec<u64>);
+type Seen = (Sysnum, Vec<u64>);
 
 /// A tiny file system behind a scripted server: open, read, write, pread,
 /// pwrite, lseek, fstat, ftruncate, fsync, close on in-memory files.
@@ -56,9 +56,9 @@ impl FakeFs {
     }
 
     /// Runs one call; the syscall answer is sent by the caller.
-    fn call(&mut self, p: &mut Peer, n: u32, a: &[u64]) -> Result<i64, Errno> {
+    fn call(&mut self, p: &mut Peer, n: Sysnum, a: &[u64]) -> Result<i64, Errno> {
         match n {
-            sys::OPEN => {
+            Sysnum::OPEN => {
                 let mut path = self.copyin(p, true, 1024, a[0]);
                 path.pop(); // the NUL
                 let flags = a[1] as u32;
@@ -76,21 +76,25 @@ impl FakeFs {
                 self.fds.insert(fd, (path, 0, flags));
                 Ok(fd)
             }
-            sys::CLOSE => self
+            Sysnum::CLOSE => self
                 .fds
                 .remove(&(a[0] as i64))
                 .map(|_| 0)
                 .ok_or(Errno::EBADF),
-            sys::READ | sys::PREAD => {
+            Sysnum::READ | Sysnum::PREAD => {
                 let (data, off, flags) = self.file(a[0])?;
                 if flags & oflag::O_ACCMODE == oflag::O_WRONLY {
                     return Err(Errno::EBADF);
                 }
-                let at = if n == sys::PREAD { a[4] as i64 } else { *off };
+                let at = if n == Sysnum::PREAD {
+                    a[4] as i64
+                } else {
+                    *off
+                };
                 let start = (at as usize).min(data.len());
                 let end = (start + a[2] as usize).min(data.len());
                 let chunk = data[start..end].to_vec();
-                if n == sys::READ {
+                if n == Sysnum::READ {
                     *off += chunk.len() as i64;
                 }
                 if !chunk.is_empty() {
@@ -98,11 +102,11 @@ impl FakeFs {
                 }
                 Ok(chunk.len() as i64)
             }
-            sys::WRITE | sys::PWRITE => {
+            Sysnum::WRITE | Sysnum::PWRITE => {
                 self.file(a[0])?;
                 let bytes = self.copyin(p, false, a[2], a[1]);
                 let (data, off, _) = self.file(a[0])?;
-                let at = if n == sys::PWRITE {
+                let at = if n == Sysnum::PWRITE {
                     a[4] as usize
                 } else {
                     *off as usize
@@ -111,12 +115,12 @@ impl FakeFs {
                     data.resize(at + bytes.len(), 0);
                 }
                 data[at..at + bytes.len()].copy_from_slice(&bytes);
-                if n == sys::WRITE {
+                if n == Sysnum::WRITE {
                     *off += bytes.len() as i64;
                 }
                 Ok(bytes.len() as i64)
             }
-            sys::LSEEK => {
+            Sysnum::LSEEK => {
                 let (data, off, _) = self.file(a[0])?;
                 let base = match a[3] as u32 {
                     misc::SEEK_SET => 0,
@@ -131,7 +135,7 @@ impl FakeFs {
                 *off = to;
                 Ok(to)
             }
-            sys::FSTAT => {
+            Sysnum::FSTAT => {
                 let (data, _, _) = self.file(a[0])?;
                 let mut st = RawStat::default();
                 st.st_size.set(data.len() as i64);
@@ -141,12 +145,12 @@ impl FakeFs {
                 self.copyout(p, a[1], &st.to_bytes());
                 Ok(0)
             }
-            sys::FTRUNCATE => {
+            Sysnum::FTRUNCATE => {
                 let (data, _, _) = self.file(a[0])?;
                 data.resize(a[2] as usize, 0);
                 Ok(0)
             }
-            sys::FSYNC => self.file(a[0]).map(|_| 0),
+            Sysnum::FSYNC => self.file(a[0]).map(|_| 0),
             other => panic!("the fake has no syscall {other}"),
         }
     }
@@ -173,7 +177,7 @@ fn fake_fs(files: &[(&str, &[u8])]) -> (Client, Arc<parking_lot::Mutex<FakeFs>>,
                     args,
                 } => (
                     reqno,
-                    sysnum,
+                    Sysnum(sysnum),
                     sp_proto::Args(args)
                         .slots()
                         .iter()
@@ -194,7 +198,7 @@ fn fake_fs(files: &[(&str, &[u8])]) -> (Client, Arc<parking_lot::Mutex<FakeFs>>,
 }
 
 /// The calls of number `n` the fake saw.
-fn calls(fs: &parking_lot::Mutex<FakeFs>, n: u32) -> Vec<Vec<u64>> {
+fn calls(fs: &parking_lot::Mutex<FakeFs>, n: Sysnum) -> Vec<Vec<u64>> {
     fs.lock()
         .seen
         .iter()
@@ -255,9 +259,13 @@ fn read_write_seek_through_std_io() {
     let open = &fs.seen[0];
     assert_eq!(
         (open.0, open.1[1], open.1[2]),
-        (sys::OPEN, u64::from(flags), 0o600)
+        (Sysnum::OPEN, u64::from(flags), 0o600)
     );
-    let closes: Vec<_> = fs.seen.iter().filter(|(n, _)| *n == sys::CLOSE).collect();
+    let closes: Vec<_> = fs
+        .seen
+        .iter()
+        .filter(|(n, _)| *n == Sysnum::CLOSE)
+        .collect();
     assert_eq!(
         closes.len(),
         1,
@@ -271,23 +279,27 @@ fn drop_closes_and_close_reports_errors() {
     let (c, fs, h) = fake_fs(&[("/a", b"x")]);
     let f = c.open_file("/a").unwrap();
     let fd = f.fd();
-    assert_eq!(calls(&fs, sys::CLOSE).len(), 0);
+    assert_eq!(calls(&fs, Sysnum::CLOSE).len(), 0);
     drop(f);
-    assert_eq!(calls(&fs, sys::CLOSE), [vec![fd as u64]], "dropped: closed");
+    assert_eq!(
+        calls(&fs, Sysnum::CLOSE),
+        [vec![fd as u64]],
+        "dropped: closed"
+    );
     // A descriptor nobody opened: the close error comes back from close()
     // and is only logged on drop.
     assert_eq!(RemoteFile::from_fd(&c, 42).close(), Err(Errno::EBADF));
     drop(RemoteFile::from_fd(&c, 43));
-    assert_eq!(calls(&fs, sys::CLOSE).len(), 3);
+    assert_eq!(calls(&fs, Sysnum::CLOSE).len(), 3);
     // into_fd gives the descriptor back unclosed.
     let f = c.open_file("/a").unwrap();
     let fd = f.into_fd();
-    assert_eq!(calls(&fs, sys::CLOSE).len(), 3);
+    assert_eq!(calls(&fs, Sysnum::CLOSE).len(), 3);
     assert_eq!(c.close(fd), Ok(()));
     // The flags of open_file and create_file.
     let f = c.create_file("/new").unwrap();
     drop(f);
-    let opens = calls(&fs, sys::OPEN);
+    let opens = calls(&fs, Sysnum::OPEN);
     assert_eq!(
         opens[0][1],
         u64::from(oflag::O_RDONLY | oflag::O_CLOEXEC),
@@ -370,7 +382,7 @@ fn whole_files_and_large_transfers_in_chunks() {
     h.join().unwrap();
     let fs = fs.lock();
     for (n, a) in &fs.seen {
-        if [sys::READ, sys::WRITE].contains(n) {
+        if [Sysnum::READ, Sysnum::WRITE].contains(n) {
             assert!(a[2] as usize <= IO_CHUNK, "{n}: {} bytes in one call", a[2]);
         }
     }

@@ -142,7 +142,7 @@ impl Peer {
     }
 
     /// The next SYSCALL request: reqno, number, argument slots.
-    pub(crate) fn syscall(&mut self) -> (u64, u32, Vec<u64>) {
+    pub(crate) fn syscall(&mut self) -> (u64, sp_proto::abi::Sysnum, Vec<u64>) {
         let (h, body) = self.next();
         match Message::decode(&h, &body).unwrap() {
             Message::Syscall {
@@ -152,7 +152,7 @@ impl Peer {
             } => {
                 assert_eq!(args.len() % 8, 0);
                 let slots = sp_proto::Args(args).slots().iter().map(|s| s.get());
-                (reqno, sysnum, slots.collect())
+                (reqno, sp_proto::abi::Sysnum(sysnum), slots.collect())
             }
             m => panic!("expected a syscall, got {m:?}"),
         }

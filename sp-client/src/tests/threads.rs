@@ -3,7 +3,7 @@
 use super::*;
 use crate::error::DisconnectReason;
 use crate::{Call, Errno};
-use sp_proto::abi::sys;
+use sp_proto::abi::Sysnum;
 use sp_proto::Message;
 use std::collections::HashMap;
 use std::sync::Barrier;
@@ -17,7 +17,7 @@ fn eight_threads_with_interleaved_copyins() {
         let mut calls = Vec::new();
         for _ in 0..THREADS {
             let (r, n, a) = p.syscall();
-            assert_eq!(n, sys::WRITE);
+            assert_eq!(n, Sysnum::WRITE);
             calls.push((r, a[0], a[1], a[2]));
         }
         // All COPYINs go out back to back, in an order unrelated to the
@@ -62,7 +62,7 @@ fn eight_threads_with_interleaved_copyins() {
                 s.spawn(move || {
                     let data = [i as u8; 16];
                     barrier.wait();
-                    let n = c.call(Call::new(sys::WRITE).int(i as i32).input(&data).arg(16));
+                    let n = c.call(Call::new(Sysnum::WRITE).int(i as i32).input(&data).arg(16));
                     assert_eq!(n, Ok([100 + i as i64, 0]));
                 })
             })
@@ -134,7 +134,7 @@ fn server_disconnect_mid_call_wakes_every_waiter() {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| {
-                    let e = c.call_detailed(Call::new(sys::GETPID)).unwrap_err();
+                    let e = c.call_detailed(Call::new(Sysnum::GETPID)).unwrap_err();
                     assert!(
                         matches!(e, Error::Disconnected(DisconnectReason::Eof)),
                         "{e}"
