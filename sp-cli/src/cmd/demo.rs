@@ -5,7 +5,7 @@
 use rustix::process::{waitpid, Pid, WaitOptions};
 use sp_client::{Client, ForkResult, Options};
 use sp_model::ModelKernel;
-use sp_proto::abi::{misc, oflag, sig};
+use sp_proto::abi::{misc, oflag, Signal};
 use sp_proto::Errno;
 use sp_server::{Config, Server};
 use std::sync::mpsc;
@@ -130,7 +130,9 @@ fn walk(url: &str, kernel: &ModelKernel) -> Step<usize> {
     let got = sig_rx
         .recv_timeout(Duration::from_secs(10))
         .map_err(fail("sigpipe"))?;
-    check("sigpipe", got == sig::SIGPIPE, || format!("signal {got}"))?;
+    check("sigpipe", got == Signal::SIGPIPE.0, || {
+        format!("signal {got}")
+    })?;
     println!(
         "   write gave {}, and signal {got} (SIGPIPE) arrived at our handler.",
         Errno::EPIPE
