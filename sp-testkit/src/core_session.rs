@@ -24,7 +24,7 @@
 //!   released exactly once, and after shutdown nothing is left: no call,
 //!   no process, no prefork, no connection.
 
-use sp_proto::abi::sys;
+use sp_proto::abi::Sysnum;
 use sp_proto::capture::to_hex;
 use sp_proto::{Class, Deframer, Errno, Frame, Handshake, Message, MsgType, HEADER_LEN};
 use sp_server::core::{Action, Call, ConnHandle, Core, Delivery, DropReason, PeerInfo};
@@ -283,7 +283,7 @@ impl Sim {
             .to_vec();
             Message::Syscall {
                 reqno: 2,
-                sysnum: sys::GETPID,
+                sysnum: Sysnum::GETPID.0,
                 args: &[],
             }
             .encode_into(&mut b);
@@ -318,7 +318,7 @@ impl Sim {
         .to_vec();
         Message::Syscall {
             reqno: 2,
-            sysnum: sys::GETPID,
+            sysnum: Sysnum::GETPID.0,
             args: &[],
         }
         .encode_into(&mut b);

@@ -11,7 +11,7 @@
 
 use crate::peers::{adopt_pair, guest_handshake};
 use sp_model::ModelKernel;
-use sp_proto::abi::sys;
+use sp_proto::abi::Sysnum;
 use sp_proto::args;
 use sp_proto::capture::{to_hex, Dir};
 use sp_proto::{
@@ -99,19 +99,19 @@ fn warm_up(s: &Session) {
     for round in 0..2 {
         let mut p = adopt_pair(s.server.handle()).expect("a socket pair");
         guest_handshake(&mut p, "warm-up").expect("warm-up handshake");
-        let (err, fds) = p.syscall(2, sys::PIPE, &[]).expect("pipe");
+        let (err, fds) = p.syscall(2, Sysnum::PIPE, &[]).expect("pipe");
         assert_eq!(err, 0);
         for i in 0..WARM_WORKERS as u64 {
             if round == 0 {
                 p.syscall_async(
                     10 + i,
-                    sys::READ,
+                    Sysnum::READ,
                     &args::encode(&[fds[0] as u64, 0x1000, 1]),
                 );
             } else {
                 p.syscall_async(
                     10 + i,
-                    sys::WRITE,
+                    Sysnum::WRITE,
                     &args::encode(&[fds[1] as u64, 0x1000, 1]),
                 );
             }
@@ -344,7 +344,7 @@ fn probe(s: &Session) {
     let res = (|| -> io::Result<(i32, [i64; 2])> {
         let mut p = adopt_pair(s.server.handle())?;
         guest_handshake(&mut p, "probe")?;
-        p.syscall(2, sys::GETPID, &[])
+        p.syscall(2, Sysnum::GETPID, &[])
     })();
     match res {
         Ok((0, [pid, 1])) if pid > 1 => {}
@@ -375,12 +375,12 @@ fn guest(out: &mut Vec<u8>) {
     );
 }
 
-fn syscall(out: &mut Vec<u8>, reqno: u64, sysnum: u32, slots: &[u64]) {
+fn syscall(out: &mut Vec<u8>, reqno: u64, sysnum: Sysnum, slots: &[u64]) {
     push(
         out,
         Message::Syscall {
             reqno,
-            sysnum,
+            sysnum: sysnum.0,
             args: args::slot_bytes(slots),
         },
     );
@@ -414,17 +414,17 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
     // pipe() gives fds 0 (read) and 1 (write) in a fresh guest.
     add("model_pipe_write_read", &|b| {
         guest(b);
-        syscall(b, 2, sys::PIPE, &[]);
-        syscall(b, 3, sys::WRITE, &[1, 0x1000, 5]);
+        syscall(b, 2, Sysnum::PIPE, &[]);
+        syscall(b, 3, Sysnum::WRITE, &[1, 0x1000, 5]);
         copyin(b, 0, b"hello");
-        syscall(b, 4, sys::READ, &[0, 0x2000, 5]);
-        syscall(b, 5, sys::GETPID, &[]);
+        syscall(b, 4, Sysnum::READ, &[0, 0x2000, 5]);
+        syscall(b, 5, Sysnum::GETPID, &[]);
     });
     add("model_copyin_reqnos", &|b| {
         guest(b);
-        syscall(b, 2, sys::PIPE, &[]);
+        syscall(b, 2, Sysnum::PIPE, &[]);
         for r in 3..6 {
-            syscall(b, r, sys::WRITE, &[1, 0x1000, 4]);
+            syscall(b, r, Sysnum::WRITE, &[1, 0x1000, 4]);
         }
         copyin(b, 0, b"abcd");
         copyin(b, 1, b"abc");
@@ -436,25 +436,25 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
             },
         );
         copyin(b, 0, b"dupe");
-        syscall(b, 6, sys::READ, &[0, 0x2000, 16]);
+        syscall(b, 6, Sysnum::READ, &[0, 0x2000, 16]);
     });
     add("model_open_write_seek_read", &|b| {
         guest(b);
         let flags = u64::from(sp_proto::abi::oflag::O_CREAT | sp_proto::abi::oflag::O_RDWR);
-        syscall(b, 2, sys::OPEN, &[0x3000, flags, 0o644]);
+        syscall(b, 2, Sysnum::OPEN, &[0x3000, flags, 0o644]);
         copyin(b, 0, b"/tmp/seed\0");
-        syscall(b, 3, sys::WRITE, &[0, 0x1000, 3]);
+        syscall(b, 3, Sysnum::WRITE, &[0, 0x1000, 3]);
         copyin(b, 1, b"abc");
-        syscall(b, 4, sys::LSEEK, &[0, 0, 0, 0]);
-        syscall(b, 5, sys::READ, &[0, 0x2000, 3]);
-        syscall(b, 6, sys::CLOSE, &[0]);
-        syscall(b, 7, sys::UNLINK, &[0x3000]);
+        syscall(b, 4, Sysnum::LSEEK, &[0, 0, 0, 0]);
+        syscall(b, 5, Sysnum::READ, &[0, 0x2000, 3]);
+        syscall(b, 6, Sysnum::CLOSE, &[0]);
+        syscall(b, 7, Sysnum::UNLINK, &[0x3000]);
         copyin(b, 2, b"/tmp/seed\0");
     });
     add("model_anonmmap", &|b| {
         guest(b);
         let flags = u64::from(sp_proto::abi::misc::MAP_ANON | sp_proto::abi::misc::MAP_PRIVATE);
-        syscall(b, 2, sys::MMAP, &[0, 4096, 3, flags, u64::MAX, 0, 0]);
+        syscall(b, 2, Sysnum::MMAP, &[0, 4096, 3, flags, u64::MAX, 0, 0]);
         push(
             b,
             Message::AnonmmapResp {
@@ -462,7 +462,7 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
                 addr: 0x7000_0000,
             },
         );
-        syscall(b, 3, sys::GETPID, &[]);
+        syscall(b, 3, Sysnum::GETPID, &[]);
     });
     add("model_prefork_exec", &|b| {
         guest(b);
@@ -475,12 +475,12 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
                 hs: Handshake::Exec { comm: b"after\0" },
             },
         );
-        syscall(b, 0, sys::GETPID, &[]);
+        syscall(b, 0, Sysnum::GETPID, &[]);
     });
     add("model_exec_during_copyin", &|b| {
         guest(b);
-        syscall(b, 2, sys::PIPE, &[]);
-        syscall(b, 3, sys::WRITE, &[1, 0x1000, 4]);
+        syscall(b, 2, Sysnum::PIPE, &[]);
+        syscall(b, 3, Sysnum::WRITE, &[1, 0x1000, 4]);
         push(
             b,
             Message::Handshake {
@@ -489,17 +489,17 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
             },
         );
         copyin(b, 0, b"wxyz");
-        syscall(b, 0, sys::GETPID, &[]);
+        syscall(b, 0, Sysnum::GETPID, &[]);
     });
     add("model_blocked_read_then_eof", &|b| {
         guest(b);
-        syscall(b, 2, sys::PIPE, &[]);
-        syscall(b, 3, sys::READ, &[0, 0x2000, 8]);
+        syscall(b, 2, Sysnum::PIPE, &[]);
+        syscall(b, 3, Sysnum::READ, &[0, 0x2000, 8]);
     });
     add("model_kill_self", &|b| {
         guest(b);
-        syscall(b, 2, sys::KILL, &[0, 30]);
-        syscall(b, 3, sys::GETPID, &[]);
+        syscall(b, 2, Sysnum::KILL, &[0, 30]);
+        syscall(b, 3, Sysnum::GETPID, &[]);
     });
     add("malformed_len_max", &|b| {
         guest(b);
@@ -525,13 +525,13 @@ pub fn server_session_seeds() -> Vec<(String, Vec<u8>)> {
         b.extend_from_slice(&crate::peers::frame(11, 1, 1, 0, &[0; 24]));
         guest(b);
         b.extend_from_slice(&crate::peers::frame(12, 0, 9, 0, &[]));
-        syscall(b, 13, sys::GETPID, &[]);
+        syscall(b, 13, Sysnum::GETPID, &[]);
     });
     add("malformed_cut_header", &|b| {
         guest(b);
         let f = Message::Syscall {
             reqno: 2,
-            sysnum: sys::GETPID,
+            sysnum: Sysnum::GETPID.0,
             args: &[],
         }
         .to_vec();

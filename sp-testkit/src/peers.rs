@@ -21,6 +21,7 @@
 //! ```
 
 use crate::rawpeer::{OwnedFrame, RawPeer, Recv};
+use sp_proto::abi::Sysnum;
 use sp_proto::capture::to_hex;
 use sp_proto::{Class, Cookie, ErrorCode, Handshake, Header, Message, MsgType, HEADER_LEN};
 use sp_server::ServerHandle;
@@ -145,14 +146,14 @@ pub struct Reply {
 pub fn call(
     peer: &mut RawPeer,
     reqno: u64,
-    sysnum: u32,
+    sysnum: impl Into<Sysnum>,
     args: &[u8],
     inputs: &[&[u8]],
     mmap_addr: u64,
 ) -> io::Result<Reply> {
     peer.send_msg(&Message::Syscall {
         reqno,
-        sysnum,
+        sysnum: sysnum.into().0,
         args,
     })?;
     serve_until_reply(peer, reqno, inputs, mmap_addr)
@@ -492,7 +493,7 @@ pub fn check_bad_input(peer: &mut RawPeer, input: &BadInput) -> Result<(), Strin
         }
         Phase::Running => {
             let (error, _) = peer
-                .syscall(78, sp_proto::abi::sys::GETPID, &[])
+                .syscall(78, Sysnum::GETPID, &[])
                 .map_err(|e| ctx(&format!("the connection is not usable after it: {e}")))?;
             if error != 0 {
                 return Err(ctx(&format!("getpid after it failed with {error}")));

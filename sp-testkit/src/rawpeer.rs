@@ -1,6 +1,7 @@
 //! A scripted raw peer: speaks frames byte for byte, so tests can send what
 //! no well-behaved client would and read exactly what the server answers.
 
+use sp_proto::abi::Sysnum;
 use sp_proto::capture::to_hex;
 use sp_proto::{Banner, Frame, Header, Message, HEADER_LEN, MAX_BANNER};
 use sp_transport::{Endpoint, Role, Stream};
@@ -181,10 +182,15 @@ impl RawPeer {
 
     /// Makes a syscall with reqno `reqno` and returns (error, retval),
     /// failing on any server request in between.
-    pub fn syscall(&mut self, reqno: u64, sysnum: u32, args: &[u8]) -> io::Result<(i32, [i64; 2])> {
+    pub fn syscall(
+        &mut self,
+        reqno: u64,
+        sysnum: impl Into<Sysnum>,
+        args: &[u8],
+    ) -> io::Result<(i32, [i64; 2])> {
         self.send_msg(&Message::Syscall {
             reqno,
-            sysnum,
+            sysnum: sysnum.into().0,
             args,
         })?;
         let f = self.recv_msg()?;
@@ -202,10 +208,10 @@ impl RawPeer {
     }
 
     /// Sends a syscall without waiting for anything.
-    pub fn syscall_async(&mut self, reqno: u64, sysnum: u32, args: &[u8]) {
+    pub fn syscall_async(&mut self, reqno: u64, sysnum: impl Into<Sysnum>, args: &[u8]) {
         self.send_msg(&Message::Syscall {
             reqno,
-            sysnum,
+            sysnum: sysnum.into().0,
             args,
         })
         .expect("send syscall");

@@ -5,7 +5,7 @@
 
 use crossbeam_channel::Receiver;
 use sp_client::{Buf, Client, DisconnectReason, Errno, Options};
-use sp_proto::abi::{dt, misc, mode, oflag, sig, sys};
+use sp_proto::abi::{dt, misc, mode, oflag, Signal, Sysnum};
 use sp_testkit::harness::{TestServer, Transport};
 use sp_testkit::peers::{eventually, pattern, WAIT};
 
@@ -44,7 +44,7 @@ fn errno_values_are_netbsds() {
     for (e, n) in want {
         assert_eq!(e, Errno(n), "{e}");
     }
-    assert_eq!((sig::SIGPIPE, sig::SIGUSR1), (13, 30));
+    assert_eq!((Signal::SIGPIPE.0, Signal::SIGUSR1.0), (13, 30));
 }
 
 #[test]
@@ -356,24 +356,24 @@ fn sigpipe_and_kill_reach_the_signal_callback() {
         assert_eq!(c.write(w, b"lost"), Err(Errno(32)), "{t:?}");
         assert_eq!(sigs.recv_timeout(WAIT), Ok(13), "SIGPIPE");
         assert_eq!(c.write(w, b"again"), Err(Errno::EPIPE));
-        assert_eq!(sigs.recv_timeout(WAIT), Ok(sig::SIGPIPE));
+        assert_eq!(sigs.recv_timeout(WAIT), Ok(Signal::SIGPIPE.0));
 
         // kill(own pid, SIGUSR1), kill(0, SIGUSR2).
-        c.kill(pid, sig::SIGUSR1).unwrap();
+        c.kill(pid, Signal::SIGUSR1).unwrap();
         assert_eq!(sigs.recv_timeout(WAIT), Ok(30));
-        c.kill(0, sig::SIGUSR2).unwrap();
-        assert_eq!(sigs.recv_timeout(WAIT), Ok(sig::SIGUSR2));
+        c.kill(0, Signal::SIGUSR2).unwrap();
+        assert_eq!(sigs.recv_timeout(WAIT), Ok(Signal::SIGUSR2.0));
         c.kill(pid, 0).unwrap();
-        assert_eq!(c.kill(999, sig::SIGUSR1), Err(Errno::ESRCH));
+        assert_eq!(c.kill(999, Signal::SIGUSR1), Err(Errno::ESRCH));
         assert_eq!(c.refused_copies().signals, 4);
         assert!(sigs.try_recv().is_err(), "nothing else was raised");
 
         // A signal for another client: it sees it at its next call.
         let (other, other_sigs) = connect(&s, "e2e-target");
         let (other_pid, _) = other.getpid().unwrap();
-        c.kill(other_pid, sig::SIGUSR1).unwrap();
+        c.kill(other_pid, Signal::SIGUSR1).unwrap();
         assert_eq!(other.getpid(), Ok((other_pid, 1)));
-        assert_eq!(other_sigs.recv_timeout(WAIT), Ok(sig::SIGUSR1));
+        assert_eq!(other_sigs.recv_timeout(WAIT), Ok(Signal::SIGUSR1.0));
         assert!(sigs.try_recv().is_err(), "the sender got nothing");
     }
 }
@@ -400,7 +400,7 @@ fn anonymous_memory_from_the_server() {
             .unwrap();
         let n = msg.len() as u64;
         assert_eq!(
-            c.syscall(sys::WRITE, &[fd as u64, addr + 100, n], &mut []),
+            c.syscall(Sysnum::WRITE, &[fd as u64, addr + 100, n], &mut []),
             Ok([n as i64, 0]),
             "{t:?}"
         );
@@ -412,7 +412,7 @@ fn anonymous_memory_from_the_server() {
         c.pwrite(fd, b"into memory", 0).unwrap();
         c.lseek(fd, 0, misc::SEEK_SET).unwrap();
         assert_eq!(
-            c.syscall(sys::READ, &[fd as u64, addr + 4000, 11], &mut []),
+            c.syscall(Sysnum::READ, &[fd as u64, addr + 4000, 11], &mut []),
             Ok([11, 0])
         );
         let mut got = [0u8; 11];
@@ -426,7 +426,7 @@ fn anonymous_memory_from_the_server() {
         // A copy running past the end of the mapping is refused.
         let before = c.refused_copies().refused_copyin;
         assert_eq!(
-            c.syscall(sys::WRITE, &[fd as u64, addr + LEN - 4, 16], &mut []),
+            c.syscall(Sysnum::WRITE, &[fd as u64, addr + LEN - 4, 16], &mut []),
             Err(Errno::EFAULT)
         );
         assert_eq!(c.refused_copies().refused_copyin, before + 1);
@@ -461,7 +461,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
 
         // A bogus pointer for write(2): the COPYIN is refused.
         assert_eq!(
-            c.syscall(sys::WRITE, &[fd as u64, 0x10, 5], &mut []),
+            c.syscall(Sysnum::WRITE, &[fd as u64, 0x10, 5], &mut []),
             Err(Errno(14)),
             "{t:?}"
         );
@@ -472,7 +472,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
         // An exposed buffer, but a length past its end.
         let four = [7u8; 4];
         let detailed = c.syscall_detailed(
-            sys::WRITE,
+            Sysnum::WRITE,
             &[fd as u64, four.as_ptr() as u64, 16],
             &mut [Buf::In(&four)],
         );
@@ -481,7 +481,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
         // Within the buffer it works.
         assert_eq!(
             c.syscall(
-                sys::WRITE,
+                Sysnum::WRITE,
                 &[fd as u64, four.as_ptr() as u64, 4],
                 &mut [Buf::In(&four)]
             ),
@@ -495,7 +495,11 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
 
         // A bogus path pointer (COPYINSTR).
         assert_eq!(
-            c.syscall(sys::OPEN, &[0x30, u64::from(oflag::O_RDONLY), 0], &mut []),
+            c.syscall(
+                Sysnum::OPEN,
+                &[0x30, u64::from(oflag::O_RDONLY), 0],
+                &mut []
+            ),
             Err(Errno::EFAULT)
         );
         assert_eq!(c.refused_copies().refused_copyin, 3);
@@ -503,7 +507,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
         // A COPYOUT to a bogus pointer is dropped and fails the call.
         c.lseek(fd, 0, misc::SEEK_SET).unwrap();
         assert_eq!(
-            c.syscall(sys::READ, &[fd as u64, 0x20, 4], &mut []),
+            c.syscall(Sysnum::READ, &[fd as u64, 0x20, 4], &mut []),
             Err(Errno::EFAULT)
         );
         assert_eq!(c.refused_copies().refused_copyout, 1);
@@ -513,7 +517,7 @@ fn refused_copies_fail_with_efault_and_keep_the_connection() {
         let ro = [0u8; 4];
         assert_eq!(
             c.syscall(
-                sys::READ,
+                Sysnum::READ,
                 &[fd as u64, ro.as_ptr() as u64, 4],
                 &mut [Buf::In(&ro)]
             ),
@@ -543,7 +547,7 @@ fn refused_copyin_closes_the_connection_by_default() {
             .open("/tmp/c", oflag::O_CREAT | oflag::O_RDWR, 0o644)
             .unwrap();
         assert_eq!(
-            c.syscall(sys::WRITE, &[fd as u64, 0x10, 5], &mut []),
+            c.syscall(Sysnum::WRITE, &[fd as u64, 0x10, 5], &mut []),
             Err(Errno::EFAULT),
             "{t:?}"
         );

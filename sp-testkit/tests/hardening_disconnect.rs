@@ -7,7 +7,7 @@
 //! are in model_server.rs and hardening_prefork.rs.)
 
 use sp_model::ModelKernel;
-use sp_proto::abi::{misc, oflag, sys};
+use sp_proto::abi::{misc, oflag, Sysnum};
 use sp_proto::args;
 use sp_proto::{Handshake, Message};
 use sp_server::ProcId;
@@ -35,7 +35,7 @@ fn copyin_req(p: &mut RawPeer) -> (u64, u64, bool) {
 }
 
 fn pipe(p: &mut RawPeer) -> (u64, u64) {
-    let (err, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
+    let (err, rv) = p.syscall(2, Sysnum::PIPE, &[]).unwrap();
     assert_eq!(err, 0);
     (rv[0] as u64, rv[1] as u64)
 }
@@ -68,7 +68,7 @@ fn points() -> Vec<Point> {
             drive: |p, _| {
                 let w = Message::Syscall {
                     reqno: 2,
-                    sysnum: sys::WRITE,
+                    sysnum: Sysnum::WRITE.0,
                     args: &args::encode(&[1, 0x1000, 4]),
                 }
                 .to_vec();
@@ -81,7 +81,7 @@ fn points() -> Vec<Point> {
             drive: |p, _| {
                 let w = Message::Syscall {
                     reqno: 2,
-                    sysnum: sys::WRITE,
+                    sysnum: Sysnum::WRITE.0,
                     args: &args::encode(&[1, 0x1000, 4]),
                 }
                 .to_vec();
@@ -93,8 +93,8 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, _| {
                 let (_, w) = pipe(p);
-                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 4]));
-                p.syscall_async(4, sys::GETPID, &[]);
+                p.syscall_async(3, Sysnum::WRITE, &args::encode(&[w, 0x1000, 4]));
+                p.syscall_async(4, Sysnum::GETPID, &[]);
             },
         },
         Point {
@@ -102,7 +102,7 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, k| {
                 let (_, w) = pipe(p);
-                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 4]));
+                p.syscall_async(3, Sysnum::WRITE, &args::encode(&[w, 0x1000, 4]));
                 assert_eq!(copyin_req(p).1, 4);
                 assert!(k.wait_live_threads(1, WAIT));
             },
@@ -112,7 +112,7 @@ fn points() -> Vec<Point> {
             guest: true,
             drive: |p, _| {
                 let flags = u64::from(oflag::O_CREAT | oflag::O_RDWR);
-                p.syscall_async(2, sys::OPEN, &args::encode(&[0x3000, flags, 0o644]));
+                p.syscall_async(2, Sysnum::OPEN, &args::encode(&[0x3000, flags, 0o644]));
                 let (_, len, string) = copyin_req(p);
                 assert!(string && len == 1024);
             },
@@ -124,7 +124,7 @@ fn points() -> Vec<Point> {
                 let flags = u64::from(misc::MAP_ANON | misc::MAP_PRIVATE);
                 p.syscall_async(
                     2,
-                    sys::MMAP,
+                    Sysnum::MMAP,
                     &args::encode(&[0, 8192, 3, flags, u64::MAX, 0, 0]),
                 );
                 match p.recv_msg().unwrap().message() {
@@ -141,7 +141,7 @@ fn points() -> Vec<Point> {
                 // 128 KiB into a pipe nobody reads (it grows to 64 KiB for
                 // so large a write): after the copyin the writer waits for
                 // room.
-                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 128 << 10]));
+                p.syscall_async(3, Sysnum::WRITE, &args::encode(&[w, 0x1000, 128 << 10]));
                 let (r, len, _) = copyin_req(p);
                 p.send_msg(&Message::CopyinResp {
                     reqno: r,
@@ -158,7 +158,7 @@ fn points() -> Vec<Point> {
                 let (_, w) = pipe(p);
                 // A call waiting for the client keeps the exec from
                 // completing; the client never answers it.
-                p.syscall_async(3, sys::WRITE, &args::encode(&[w, 0x1000, 4]));
+                p.syscall_async(3, Sysnum::WRITE, &args::encode(&[w, 0x1000, 4]));
                 copyin_req(p);
                 p.send_msg(&Message::Handshake {
                     reqno: 4,
@@ -179,16 +179,20 @@ fn points() -> Vec<Point> {
             drive: |p, k| {
                 let mut readers = Vec::new();
                 for i in 0..5 {
-                    let (err, rv) = p.syscall(100 + i, sys::PIPE, &[]).unwrap();
+                    let (err, rv) = p.syscall(100 + i, Sysnum::PIPE, &[]).unwrap();
                     assert_eq!(err, 0);
                     readers.push(rv[0] as u64);
                 }
                 for (i, r) in readers.iter().enumerate() {
-                    p.syscall_async(200 + i as u64, sys::READ, &args::encode(&[*r, 0x2000, 8]));
+                    p.syscall_async(
+                        200 + i as u64,
+                        Sysnum::READ,
+                        &args::encode(&[*r, 0x2000, 8]),
+                    );
                 }
                 assert!(k.wait_blocked_threads(5, WAIT));
                 for i in 0..20 {
-                    p.syscall_async(300 + i, sys::WRITE, &args::encode(&[1, 0x1000, 4]));
+                    p.syscall_async(300 + i, Sysnum::WRITE, &args::encode(&[1, 0x1000, 4]));
                 }
                 for _ in 0..20 {
                     copyin_req(p);
@@ -204,7 +208,7 @@ fn points() -> Vec<Point> {
                 let r = call(
                     p,
                     2,
-                    sys::OPEN,
+                    Sysnum::OPEN,
                     &args::encode(&[0x3000, flags, 0o644]),
                     &[b"/tmp/big\0"],
                     0,
@@ -212,7 +216,7 @@ fn points() -> Vec<Point> {
                 .unwrap();
                 let fd = r.retval[0] as u64;
                 assert_eq!(
-                    p.syscall(3, sys::FTRUNCATE, &args::encode(&[fd, 0, 4 << 20]))
+                    p.syscall(3, Sysnum::FTRUNCATE, &args::encode(&[fd, 0, 4 << 20]))
                         .unwrap()
                         .0,
                     0
@@ -220,12 +224,12 @@ fn points() -> Vec<Point> {
                 // 4 MiB of COPYOUT the client never reads.
                 p.syscall_async(
                     4,
-                    sys::PREAD,
+                    Sysnum::PREAD,
                     &args::encode(&[fd, 0x10_0000, 4 << 20, 0, 0]),
                 );
                 p.syscall_async(
                     5,
-                    sys::PREAD,
+                    Sysnum::PREAD,
                     &args::encode(&[fd, 0x10_0000, 4 << 20, 0, 0]),
                 );
             },
@@ -261,7 +265,7 @@ fn a_disconnect_at_any_point_releases_everything() {
             settle(&s, &kernel, &what);
             // The server still serves, and its fresh client is released too.
             let mut fresh = RawPeer::guest(&s.url(), "fresh").unwrap();
-            let (err, rv) = fresh.syscall(2, sys::GETPID, &[]).unwrap();
+            let (err, rv) = fresh.syscall(2, Sysnum::GETPID, &[]).unwrap();
             assert_eq!((err, rv[1]), (0, 1), "{what}: a fresh client is served");
             drop(fresh);
             settle(&s, &kernel, &what);

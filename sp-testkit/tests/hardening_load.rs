@@ -3,7 +3,7 @@
 
 use sp_model::stub::StubKernel;
 use sp_model::ModelKernel;
-use sp_proto::abi::sys;
+use sp_proto::abi::Sysnum;
 use sp_proto::{Handshake, Message};
 use sp_server::Config;
 use sp_testkit::harness::{TestServer, Transport};
@@ -54,7 +54,7 @@ fn slowloris_does_not_stop_a_fast_client() {
     for _ in 0..rounds_before_last {
         assert_eq!(slow.round(), n, "every slow connection took a byte");
         for _ in 0..per_round.min(calls - done) {
-            let (err, rv) = fast.syscall(10 + done as u64, sys::GETPID, &[]).unwrap();
+            let (err, rv) = fast.syscall(10 + done as u64, Sysnum::GETPID, &[]).unwrap();
             assert_eq!((err, rv), (0, [2, 1]));
             done += 1;
         }
@@ -81,7 +81,10 @@ fn slowloris_does_not_stop_a_fast_client() {
     eventually("the slow clients are released", || {
         kernel.process_count() == 1 && s.server.stats().connections == 1
     });
-    assert_eq!(fast.syscall(9999, sys::GETPID, &[]).unwrap(), (0, [2, 1]));
+    assert_eq!(
+        fast.syscall(9999, Sysnum::GETPID, &[]).unwrap(),
+        (0, [2, 1])
+    );
 }
 
 /// Set in the child process of [`ten_thousand_clients_at_once`]: the URL
@@ -191,7 +194,7 @@ fn ten_thousand_clients_child(url: &str) {
                 for i in 0..per_thread {
                     let mut p = RawPeer::guest(&url, &format!("c{t}-{i}"))
                         .unwrap_or_else(|e| panic!("client {t}-{i}: {e}"));
-                    let (err, rv) = p.syscall(2, sys::GETPID, &[]).unwrap();
+                    let (err, rv) = p.syscall(2, Sysnum::GETPID, &[]).unwrap();
                     assert_eq!(err, 0, "client {t}-{i}");
                     pids.push(rv[0]);
                     held.push(p);

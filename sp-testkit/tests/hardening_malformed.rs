@@ -6,7 +6,7 @@
 //! behind the server, so the tests also see that no process leaks.
 
 use sp_model::ModelKernel;
-use sp_proto::abi::{oflag, sys};
+use sp_proto::abi::{oflag, Sysnum};
 use sp_proto::args;
 use sp_proto::{ErrorCode, Handshake, Message, MsgType};
 use sp_server::Config;
@@ -73,7 +73,9 @@ fn every_bad_input_gets_its_answer_and_only_its_connection_pays() {
             eventually(&format!("{}: its process is released", input.name), || {
                 kernel.process_count() == 1 && s.server.stats().connections == 1
             });
-            let (err, rv) = bystander.syscall(100 + i as u64, sys::GETPID, &[]).unwrap();
+            let (err, rv) = bystander
+                .syscall(100 + i as u64, Sysnum::GETPID, &[])
+                .unwrap();
             assert_eq!(
                 (err, rv),
                 (0, [2, 1]),
@@ -84,7 +86,7 @@ fn every_bad_input_gets_its_answer_and_only_its_connection_pays() {
         assert!(closing >= 15, "{closing} closing inputs");
         // A fresh client is served too.
         let mut fresh = RawPeer::guest(&s.url(), "fresh").unwrap();
-        assert_eq!(fresh.syscall(2, sys::GETPID, &[]).unwrap().0, 0);
+        assert_eq!(fresh.syscall(2, Sysnum::GETPID, &[]).unwrap().0, 0);
         assert_eq!(kernel.live_threads(), 0);
         assert_eq!(s.server.stats().syscalls, 0);
     }
@@ -97,11 +99,11 @@ fn a_frame_of_exactly_the_limit_is_served_and_one_byte_more_is_not() {
     let mut p = RawPeer::guest(&s.url(), "edge").unwrap();
     // getpid ignores its (over-long) argument block.
     let body = vec![0u8; limit as usize - 24];
-    assert_eq!(p.syscall(2, sys::GETPID, &body).unwrap(), (0, [2, 1]));
+    assert_eq!(p.syscall(2, Sysnum::GETPID, &body).unwrap(), (0, [2, 1]));
     let over = vec![0u8; limit as usize - 23];
     let _ = p.send_msg(&Message::Syscall {
         reqno: 3,
-        sysnum: sys::GETPID,
+        sysnum: Sysnum::GETPID.0,
         args: &over,
     });
     expect_close(&mut p).unwrap();
@@ -129,7 +131,7 @@ fn frames_dribbled_a_byte_at_a_time_and_cut_by_eof() {
         // connection ends without an answer and the process is released.
         let call = Message::Syscall {
             reqno: 2,
-            sysnum: sys::GETPID,
+            sysnum: Sysnum::GETPID.0,
             args: &[],
         }
         .to_vec();
@@ -153,7 +155,7 @@ fn frames_dribbled_a_byte_at_a_time_and_cut_by_eof() {
         // at any byte.
         assert_eq!(s.server.stats().dropped, 0);
         let mut fresh = RawPeer::guest(&s.url(), "fresh").unwrap();
-        assert_eq!(fresh.syscall(2, sys::GETPID, &[]).unwrap().0, 0);
+        assert_eq!(fresh.syscall(2, Sysnum::GETPID, &[]).unwrap().0, 0);
     }
 }
 
@@ -162,7 +164,7 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     let (s, kernel) = start(Transport::Unix, MAX_FRAME);
     let mut p = RawPeer::guest(&s.url(), "wrongtype").unwrap();
     // After the console's 0, 1 and 2.
-    let (err, fds) = p.syscall(2, sys::PIPE, &[]).unwrap();
+    let (err, fds) = p.syscall(2, Sysnum::PIPE, &[]).unwrap();
     assert_eq!((err, fds), (0, [3, 4]));
     let wrong: [(&str, Vec<u8>); 4] = [
         ("RESP SYSCALL", frame(0, 1, MsgType::SYSCALL.0, 0, &[0; 24])),
@@ -178,7 +180,7 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     ];
     for (i, (what, bytes)) in wrong.iter().enumerate() {
         let reqno = 10 + i as u64;
-        p.syscall_async(reqno, sys::WRITE, &args::encode(&[4, 0x1000, 4]));
+        p.syscall_async(reqno, Sysnum::WRITE, &args::encode(&[4, 0x1000, 4]));
         let req = p.recv_msg().unwrap();
         let Some(Message::CopyinReq {
             reqno: r, len: 4, ..
@@ -211,7 +213,7 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     let w = call(
         &mut p,
         20,
-        sys::WRITE,
+        Sysnum::WRITE,
         &args::encode(&[4, 0x1000, 3]),
         &[b"new"],
         0,
@@ -221,7 +223,7 @@ fn an_answer_of_the_wrong_type_fails_the_waiting_copy_and_stores_nothing() {
     let r = call(
         &mut p,
         21,
-        sys::READ,
+        Sysnum::READ,
         &args::encode(&[3, 0x2000, 64]),
         &[],
         0,
@@ -242,7 +244,7 @@ fn copyinstr_answers_are_checked_against_the_request() {
         let r = call(
             p,
             reqno,
-            sys::OPEN,
+            Sysnum::OPEN,
             &args::encode(&[0x3000, flags, 0o644]),
             &[answer],
             0,
@@ -293,8 +295,8 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
     let (s, kernel) = start(Transport::Unix, MAX_FRAME);
     let mut a = RawPeer::guest(&s.url(), "a").unwrap();
     let mut b = RawPeer::guest(&s.url(), "b").unwrap();
-    assert_eq!(a.syscall(2, sys::PIPE, &[]).unwrap(), (0, [3, 4]));
-    a.syscall_async(3, sys::WRITE, &args::encode(&[4, 0x1000, 4]));
+    assert_eq!(a.syscall(2, Sysnum::PIPE, &[]).unwrap(), (0, [3, 4]));
+    a.syscall_async(3, Sysnum::WRITE, &args::encode(&[4, 0x1000, 4]));
     let Some(Message::CopyinReq { reqno: r, .. }) = a.recv_msg().unwrap().message() else {
         panic!("expected a COPYIN")
     };
@@ -319,7 +321,7 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
         },
     )
     .unwrap();
-    assert_eq!(b.syscall(2, sys::GETPID, &[]).unwrap(), (0, [3, 1]));
+    assert_eq!(b.syscall(2, Sysnum::GETPID, &[]).unwrap(), (0, [3, 1]));
     assert_eq!(kernel.live_threads(), 1, "a's write still waits for a");
     // a's own answer completes the write with a's bytes.
     a.send_msg(&Message::CopyinResp {
@@ -339,7 +341,7 @@ fn answers_from_another_connection_never_reach_a_waiting_copy() {
     let r = call(
         &mut a,
         4,
-        sys::READ,
+        Sysnum::READ,
         &args::encode(&[3, 0x2000, 16]),
         &[],
         0,
@@ -392,7 +394,10 @@ fn a_hundred_malformed_connections_at_once() {
     barrier.wait();
     // While the 100 are open, the good client is served.
     for i in 0..50 {
-        assert_eq!(good.syscall(10 + i, sys::GETPID, &[]).unwrap(), (0, [2, 1]));
+        assert_eq!(
+            good.syscall(10 + i, Sysnum::GETPID, &[]).unwrap(),
+            (0, [2, 1])
+        );
     }
     barrier.wait();
     for h in handles {
@@ -402,5 +407,5 @@ fn a_hundred_malformed_connections_at_once() {
         s.server.stats().connections == 1 && kernel.process_count() == 1
     });
     assert_eq!(s.server.stats().dropped, closing);
-    assert_eq!(good.syscall(99, sys::GETPID, &[]).unwrap(), (0, [2, 1]));
+    assert_eq!(good.syscall(99, Sysnum::GETPID, &[]).unwrap(), (0, [2, 1]));
 }

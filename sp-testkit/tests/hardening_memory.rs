@@ -4,7 +4,7 @@
 //! run one at a time.
 
 use sp_model::ModelKernel;
-use sp_proto::abi::{oflag, sys};
+use sp_proto::abi::{oflag, Sysnum};
 use sp_proto::args;
 use sp_proto::{Class, MsgType, DEFAULT_MAX_FRAME};
 use sp_server::Config;
@@ -38,7 +38,7 @@ fn sized_file(p: &mut RawPeer, name: &str, size: u64) -> u64 {
     let r = call(
         p,
         2,
-        sys::OPEN,
+        Sysnum::OPEN,
         &args::encode(&[0x3000, flags, 0o644]),
         &[path.as_bytes()],
         0,
@@ -47,7 +47,7 @@ fn sized_file(p: &mut RawPeer, name: &str, size: u64) -> u64 {
     assert_eq!(r.error, 0);
     let fd = r.retval[0] as u64;
     assert_eq!(
-        p.syscall(3, sys::FTRUNCATE, &args::encode(&[fd, 0, size]))
+        p.syscall(3, Sysnum::FTRUNCATE, &args::encode(&[fd, 0, size]))
             .unwrap(),
         (0, [0, 0])
     );
@@ -92,7 +92,7 @@ fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
             let r = call(
                 &mut p,
                 4,
-                sys::PREAD,
+                Sysnum::PREAD,
                 &args::encode(&[fd, 0x1000, MIB, 0, 0]),
                 &[],
                 0,
@@ -115,7 +115,7 @@ fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
             let before = unread(p);
             let sent = p.send_msg(&sp_proto::Message::Syscall {
                 reqno: 10 + round,
-                sysnum: sys::PREAD,
+                sysnum: Sysnum::PREAD.0,
                 args: &args::encode(&[*fd, 0x1000, MIB, 0, 0]),
             });
             if sent.is_ok() {
@@ -152,7 +152,7 @@ fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
         );
         assert_eq!(
             bystander
-                .syscall(100 + i as u64, sys::GETPID, &[])
+                .syscall(100 + i as u64, Sysnum::GETPID, &[])
                 .unwrap()
                 .0,
             0
@@ -211,14 +211,14 @@ fn a_header_and_a_byte_do_not_make_the_server_allocate_the_frame() {
     }
     // (two round trips on another connection: the headers have been read)
     for i in 0..2 {
-        assert_eq!(probe.syscall(2 + i, sys::GETPID, &[]).unwrap().0, 0);
+        assert_eq!(probe.syscall(2 + i, Sysnum::GETPID, &[]).unwrap().0, 0);
     }
     // ... and, in a later read, one byte of its body.
     for p in &mut liars {
         p.send(&[0]).unwrap();
     }
     for i in 0..2 {
-        assert_eq!(probe.syscall(4 + i, sys::GETPID, &[]).unwrap().0, 0);
+        assert_eq!(probe.syscall(4 + i, Sysnum::GETPID, &[]).unwrap().0, 0);
     }
     let grew = wait_for(Duration::from_secs(1), || {
         rss().saturating_sub(base) > 64 * MIB

@@ -1,7 +1,7 @@
 //! The server with the model kernel behind it, driven by raw peers: blocked
 //! calls never starve runnable ones, and processes are released.
 
-use sp_proto::abi::sys;
+use sp_proto::abi::Sysnum;
 use sp_proto::args;
 use sp_proto::Message;
 use sp_testkit::harness::{TestServer, Transport};
@@ -51,7 +51,7 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
         let per_pipe = 5;
         let mut pipes = Vec::new();
         for i in 0..n / per_pipe {
-            let (err, rv) = p.syscall(10 + i, sys::PIPE, &[]).unwrap();
+            let (err, rv) = p.syscall(10 + i, Sysnum::PIPE, &[]).unwrap();
             assert_eq!(err, 0);
             for _ in 0..per_pipe {
                 pipes.push((rv[0] as u64, rv[1] as u64));
@@ -61,7 +61,7 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
         for (i, &(r, _)) in pipes.iter().enumerate() {
             p.syscall_async(
                 1000 + i as u64,
-                sys::READ,
+                Sysnum::READ,
                 &args::encode(&[r, 0x10_0000 + i as u64 * 16, 1]),
             );
         }
@@ -71,13 +71,13 @@ fn three_hundred_blocked_pipe_reads_all_complete() {
         );
         // Another client is served meanwhile.
         let mut other = RawPeer::guest(&s.url(), "other").unwrap();
-        assert_eq!(other.syscall(2, sys::GETPID, &[]).unwrap().0, 0);
+        assert_eq!(other.syscall(2, Sysnum::GETPID, &[]).unwrap().0, 0);
         // A one-byte write per read, each a syscall that runs while 300 are
         // blocked.
         for (i, &(_, w)) in pipes.iter().enumerate() {
             p.syscall_async(
                 5000 + i as u64,
-                sys::WRITE,
+                Sysnum::WRITE,
                 &args::encode(&[w, 0x20_0000, 1]),
             );
         }
@@ -97,8 +97,8 @@ fn disconnect_while_blocked_in_a_pipe_read_releases_the_process() {
     for t in Transport::ALL {
         let (s, kernel) = TestServer::model(t);
         let mut p = RawPeer::guest(&s.url(), "blocked").unwrap();
-        let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
-        p.syscall_async(3, sys::READ, &args::encode(&[rv[0] as u64, 0x1000, 8]));
+        let (_, rv) = p.syscall(2, Sysnum::PIPE, &[]).unwrap();
+        p.syscall_async(3, Sysnum::READ, &args::encode(&[rv[0] as u64, 0x1000, 8]));
         assert!(kernel.wait_blocked_threads(1, WAIT));
         assert_eq!(kernel.process_count(), 1);
         drop(p);
@@ -115,8 +115,8 @@ fn disconnect_while_blocked_in_a_pipe_read_releases_the_process() {
 fn exec_interrupts_a_blocked_read_then_completes() {
     let (s, kernel) = TestServer::model(Transport::Unix);
     let mut p = RawPeer::guest(&s.url(), "before").unwrap();
-    let (_, rv) = p.syscall(2, sys::PIPE, &[]).unwrap();
-    p.syscall_async(3, sys::READ, &args::encode(&[rv[0] as u64, 0x1000, 8]));
+    let (_, rv) = p.syscall(2, Sysnum::PIPE, &[]).unwrap();
+    p.syscall_async(3, Sysnum::READ, &args::encode(&[rv[0] as u64, 0x1000, 8]));
     assert!(kernel.wait_blocked_threads(1, WAIT));
     p.send_msg(&Message::Handshake {
         reqno: 0,
@@ -136,7 +136,7 @@ fn exec_interrupts_a_blocked_read_then_completes() {
         p.recv_msg().unwrap().message(),
         Some(Message::HandshakeResp { reqno: 0, error: 0 })
     );
-    let (err, rv) = p.syscall(1, sys::GETPID, &[]).unwrap();
+    let (err, rv) = p.syscall(1, Sysnum::GETPID, &[]).unwrap();
     assert_eq!((err, rv), (0, [2, 1]));
     assert_eq!(kernel.comm(2).as_deref(), Some(&b"after"[..]));
 }

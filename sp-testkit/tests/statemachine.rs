@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config as PropConfig;
 use sp_model::ModelKernel;
-use sp_proto::abi::sys;
+use sp_proto::abi::Sysnum;
 use sp_proto::args;
 use sp_proto::{Cookie, ErrorCode, Handshake, Message, MsgType};
 use sp_server::Config;
@@ -154,14 +154,14 @@ impl World {
                 Client::New(mut p) => {
                     let _ = p.send_msg(&Message::Syscall {
                         reqno: 5,
-                        sysnum: sys::GETPID,
+                        sysnum: Sysnum::GETPID.0,
                         args: &[],
                     });
                     error_then_close(&mut p, 5, ErrorCode::AUTH);
                 }
                 Client::Running(mut r) => {
                     let reqno = r.reqno();
-                    let (err, rv) = r.peer.syscall(reqno, sys::GETPID, &[]).unwrap();
+                    let (err, rv) = r.peer.syscall(reqno, Sysnum::GETPID, &[]).unwrap();
                     assert_eq!((err, rv[0]), (0, i64::from(r.pid)), "getpid of client {i}");
                     // A child whose parent is gone was reparented to init.
                     assert!(
@@ -178,14 +178,14 @@ impl World {
                 if let Client::Running(r) = &mut self.clients[i] {
                     let n = data.len() as u64;
                     let reqno = r.reqno();
-                    let (err, fds) = r.peer.syscall(reqno, sys::PIPE, &[]).unwrap();
+                    let (err, fds) = r.peer.syscall(reqno, Sysnum::PIPE, &[]).unwrap();
                     assert_eq!(err, 0, "pipe");
                     let (rd, wr) = (fds[0] as u64, fds[1] as u64);
                     let reqno = r.reqno();
                     let w = call(
                         &mut r.peer,
                         reqno,
-                        sys::WRITE,
+                        Sysnum::WRITE,
                         &args::encode(&[wr, 0x1000, n]),
                         &[&data],
                         0,
@@ -199,7 +199,7 @@ impl World {
                     let rr = call(
                         &mut r.peer,
                         reqno,
-                        sys::READ,
+                        Sysnum::READ,
                         &args::encode(&[rd, 0x2000, 64]),
                         &[],
                         0,
@@ -211,7 +211,7 @@ impl World {
                         let reqno = r.reqno();
                         assert_eq!(
                             r.peer
-                                .syscall(reqno, sys::CLOSE, &args::encode(&[fd]))
+                                .syscall(reqno, Sysnum::CLOSE, &args::encode(&[fd]))
                                 .unwrap()
                                 .0,
                             0
@@ -340,7 +340,7 @@ impl World {
                     Client::Running(r) => {
                         r.peer.send(&bytes).unwrap();
                         let reqno = r.reqno();
-                        let (err, rv) = r.peer.syscall(reqno, sys::GETPID, &[]).unwrap();
+                        let (err, rv) = r.peer.syscall(reqno, Sysnum::GETPID, &[]).unwrap();
                         assert_eq!((err, rv[0]), (0, i64::from(r.pid)));
                     }
                 }
