@@ -3,7 +3,7 @@
 use super::*;
 use crate::error::{CopyKind, DisconnectReason, HandshakeError, ProtocolError};
 use crate::{host_signal, Buf, Call, Errno};
-use sp_proto::abi::{oflag, Signal, Sysnum};
+use sp_proto::abi::{oflag, Iovec, Signal, Sysnum};
 use sp_proto::{BannerError, ErrorCode, Message};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -843,9 +843,10 @@ fn path_and_struct_wrappers() {
             len: 32,
             addr: a[1],
         });
-        let iov = p.copyin_resp(6);
-        let base1 = u64::from_le_bytes(iov[16..24].try_into().unwrap());
-        assert_eq!(u64::from_le_bytes(iov[24..32].try_into().unwrap()), 3);
+        let raw = p.copyin_resp(6);
+        let iov = Iovec::slice(&raw).expect("two iovecs");
+        let base1 = iov[1].base();
+        assert_eq!(iov[1].len(), 3);
         p.send(Message::CopyinReq {
             reqno: 7,
             string: false,
@@ -863,9 +864,9 @@ fn path_and_struct_wrappers() {
             len: 32,
             addr: a[1],
         });
-        let iov = p.copyin_resp(8);
-        let base0 = u64::from_le_bytes(iov[0..8].try_into().unwrap());
-        let base1 = u64::from_le_bytes(iov[16..24].try_into().unwrap());
+        let raw = p.copyin_resp(8);
+        let iov = Iovec::slice(&raw).expect("two iovecs");
+        let (base0, base1) = (iov[0].base(), iov[1].base());
         p.send(Message::Copyout {
             reqno: 9,
             string: false,
