@@ -1,6 +1,6 @@
 //! Regular files, /dev/null, stat.
 
-use super::T;
+use super::{iovecs, T};
 use sp_model::ModelKernel;
 use sp_proto::abi::{misc, mode, oflag, Errno, Stat, Sysnum};
 use sp_proto::args;
@@ -205,14 +205,14 @@ fn readv_writev() {
     let a = t.port.alloc(b"Hello".to_vec());
     let b = t.port.alloc(b", ".to_vec());
     let c = t.port.alloc(b"iovec!".to_vec());
-    let iov = t.port.alloc(args::encode(&[a, 5, b, 2, c, 0, c, 6]));
+    let iov = t.port.alloc(iovecs(&[(a, 5), (b, 2), (c, 0), (c, 6)]));
     assert_eq!(t.ok(Sysnum::WRITEV, &[fd, iov, 4]), 13);
     assert_eq!(t.content("/tmp/v"), b"Hello, iovec!");
 
     t.ok(Sysnum::LSEEK, &[fd, 0, 0, 0]);
     let x = t.port.alloc_zeroed(4);
     let y = t.port.alloc_zeroed(20);
-    let iov = t.port.alloc(args::encode(&[x, 4, y, 20]));
+    let iov = t.port.alloc(iovecs(&[(x, 4), (y, 20)]));
     assert_eq!(t.ok(Sysnum::READV, &[fd, iov, 2]), 13);
     assert_eq!(t.port.read(x, 4), b"Hell");
     assert_eq!(t.port.read(y, 9), b"o, iovec!");
@@ -229,18 +229,14 @@ fn readv_writev() {
     // A total beyond SSIZE_MAX.
     let huge = t
         .port
-        .alloc(args::encode(&[x, u64::MAX / 2, x, u64::MAX / 2]));
+        .alloc(iovecs(&[(x, u64::MAX / 2), (x, u64::MAX / 2)]));
     assert_eq!(t.err(Sysnum::WRITEV, &[fd, huge, 2]), Errno::EINVAL);
     // A bad buffer inside the vector.
-    let bad = t.port.alloc(args::encode(&[x, 4, 0x10, 4]));
+    let bad = t.port.alloc(iovecs(&[(x, 4), (0x10, 4)]));
     assert_eq!(t.err(Sysnum::WRITEV, &[fd, bad, 2]), Errno::EFAULT);
     assert_eq!(t.err(Sysnum::READV, &[99, iov, 2]), Errno::EBADF);
     // 1024 iovecs are allowed.
-    let mut many = Vec::new();
-    for _ in 0..1024 {
-        many.extend_from_slice(&[a, 1]);
-    }
-    let iov = t.port.alloc(args::encode(&many));
+    let iov = t.port.alloc(iovecs(&[(a, 1); 1024]));
     assert_eq!(t.ok(Sysnum::WRITEV, &[fd, iov, 1024]), 1024);
 }
 

@@ -8,7 +8,7 @@ mod pipes;
 mod procs;
 
 use sp_model::{num, ModelKernel};
-use sp_proto::abi::{oflag, Dirent, Errno, Stat, SysResult, Sysnum};
+use sp_proto::abi::{oflag, Dirent, Errno, Iovec, Stat, SysResult, Sysnum};
 use sp_proto::args;
 use sp_server::{Kernel, ProcId};
 use sp_testkit::memport::MemPort;
@@ -17,6 +17,12 @@ use std::time::Duration;
 
 /// How long a test waits for another thread before it fails.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// A `struct iovec` array of `(base, len)` records, as a client holds it.
+fn iovecs(recs: &[(u64, u64)]) -> Vec<u8> {
+    let iov: Vec<Iovec> = recs.iter().map(|&(b, l)| Iovec::new(b, l)).collect();
+    Iovec::array_bytes(&iov).to_vec()
+}
 
 /// A kernel, a process and its client.
 #[derive(Clone)]

@@ -1,10 +1,9 @@
 //! Pipes: data, EOF, EPIPE, blocking and waking across threads.
 
-use super::{T, WAIT};
+use super::{iovecs, T, WAIT};
 use crossbeam_channel::bounded;
 use sp_model::{BIG_PIPE_SIZE, MAX_BIG_PIPES, PIPE_BUF, PIPE_SIZE};
 use sp_proto::abi::{fcntl, mode, oflag, Errno, Signal, Sysnum};
-use sp_proto::args;
 use sp_server::Kernel;
 use std::thread;
 
@@ -87,7 +86,7 @@ fn epipe_raises_sigpipe() {
     assert_eq!(t.err(Sysnum::WRITE, &[w as u64, 0x10, 5]), Errno::EPIPE);
     assert_eq!(t.port.raised(), [Signal::SIGPIPE.0, Signal::SIGPIPE.0]);
     // writev too.
-    let iov = t.port.alloc(args::encode(&[0x10, 5]));
+    let iov = t.port.alloc(iovecs(&[(0x10, 5)]));
     assert_eq!(t.err(Sysnum::WRITEV, &[w as u64, iov, 1]), Errno::EPIPE);
     assert_eq!(t.port.raised().len(), 3);
     // O_NOSIGPIPE: EPIPE without the signal.

@@ -1,11 +1,10 @@
 //! Processes: spawn, prefork, attach, release, execnotify, kill, mmap,
 //! umask inheritance, and the no-lock-across-the-client rule.
 
-use super::{T, WAIT};
+use super::{iovecs, T, WAIT};
 use crossbeam_channel::bounded;
 use sp_model::{ModelKernel, ProcInfo};
 use sp_proto::abi::{fcntl, misc, oflag, Errno, Signal, Sysnum};
-use sp_proto::args;
 use sp_server::{Kernel, ProcId};
 use sp_testkit::memport::MemPort;
 use std::sync::Arc;
@@ -351,9 +350,7 @@ fn no_kernel_lock_is_held_while_waiting_for_the_client() {
     assert_eq!(t.write(fd, b"DATA"), Ok(4));
     assert_eq!(t.write(w, b"pipe"), Ok(4));
     assert!(t.stat("/tmp/f").is_ok());
-    let iov = t
-        .port
-        .alloc(args::encode(&[t.port.alloc(b"v".to_vec()), 1]));
+    let iov = t.port.alloc(iovecs(&[(t.port.alloc(b"v".to_vec()), 1)]));
     assert_eq!(t.ok(Sysnum::WRITEV, &[fd as u64, iov, 1]), 1);
     t.ok(Sysnum::RENAME, &[t.s("/tmp/f"), t.s("/tmp/g")]);
     t.port.set_copyin_hook(None);
