@@ -4,26 +4,10 @@
 
 use sp_proto::{BodyError, Frame, Handshake, HandshakeKind, Header, Message, HEADER_LEN};
 
-/// Decodes a hex string (even length, digits and a-f/A-F only).
+/// Decodes a hex string (even length, digits and a-f/A-F only); panics
+/// on anything else.
 pub fn hex(s: &str) -> Vec<u8> {
-    fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("not a hex digit: {:?}", c as char),
-        }
-    }
-    let s = s.as_bytes();
-    assert!(s.len() & 1 == 0, "odd-length hex string");
-    s.chunks(2)
-        .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
-        .collect()
-}
-
-/// Encodes bytes as lowercase hex.
-pub fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    sp_proto::capture::unhex(s).unwrap_or_else(|| panic!("not an even run of hex digits: {s:?}"))
 }
 
 /// A 4 KiB payload with a recognisable pattern.
