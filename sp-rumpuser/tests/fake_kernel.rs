@@ -6,6 +6,7 @@
 mod fake;
 
 use sp_client::{Client, Options};
+use sp_proto::abi::oflag::{O_CREAT, O_RDWR};
 use sp_proto::args;
 use sp_proto::{Handshake, Message};
 use sp_testkit::peers::{eventually, fork_handshake, prefork};
@@ -14,9 +15,6 @@ use std::ffi::c_void;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
-
-const O_RDWR: u32 = 2;
-const O_CREAT: u32 = 0x200;
 
 fn server() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,8 @@
 //! agree. Without the variable every test says it was skipped.
 
 use sp_client::{Call, Client, Options};
+use sp_proto::abi::oflag::{O_CREAT, O_DIRECTORY, O_RDONLY, O_RDWR};
+use sp_proto::abi::Sysnum;
 use sp_proto::args;
 use sp_proto::{Handshake, Message};
 use sp_testkit::rawpeer::RawPeer;
@@ -13,12 +15,8 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const O_RDONLY: u32 = 0;
-const O_RDWR: u32 = 2;
-const O_CREAT: u32 = 0x200;
-const O_DIRECTORY: u32 = 0x20_0000;
+/// `__mount50`, a call sp_proto::abi::Sysnum does not name.
 const SYS_MOUNT: u32 = 410;
-const SYS_MKDIR: u32 = 136;
 
 /// Our preloadable server: `SP_RUMPUSER_LIB`, else `libsp_rumpuser.so`
 /// of this workspace's release build, else of its debug build
@@ -54,7 +52,7 @@ fn both() -> Option<(RumpServer, RumpServer)> {
 /// Mounts a tmpfs at /tmp (the root is rumpfs, where rename is missing).
 fn mount_tmpfs(c: &Client) {
     let dir = CString::new("/tmp").unwrap();
-    match c.call(Call::new(SYS_MKDIR).cstr(&dir).int(0o777)) {
+    match c.call(Call::new(Sysnum::MKDIR).cstr(&dir).int(0o777)) {
         Ok(_) | Err(sp_proto::Errno::EEXIST) => {}
         Err(e) => panic!("mkdir /tmp: {e}"),
     }
