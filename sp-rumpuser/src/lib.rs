@@ -20,7 +20,7 @@
 //! rules kept and the checks the stock kernel lacks.
 //!
 //! `rump_server` takes no options of ours, so limits and access control
-//! come from environment variables ([`env`]), logged once at start; a bad
+//! come from environment variables ([`env`](mod@env)), logged once at start; a bad
 //! value is refused with a message on stderr and `rumpuser_sp_init` fails
 //! with EINVAL.
 //!
