@@ -29,7 +29,6 @@ use sp_proto::capture::to_hex;
 use sp_proto::{Class, Deframer, Errno, Frame, Handshake, Message, MsgType, HEADER_LEN};
 use sp_server::core::{Action, Call, ConnHandle, Core, Delivery, DropReason, PeerInfo};
 use sp_server::{Config, ProcId};
-use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -413,8 +412,9 @@ fn check_output(input: &[u8], output: &[u8]) -> Result<(), String> {
     if !output.starts_with(banner) {
         return Err("the output does not start with the banner".into());
     }
-    let asked = answerable(input);
-    let asked_set: HashSet<u64> = asked.iter().copied().collect();
+    let mut asked = answerable(input);
+    let count = asked.len();
+    asked.sort_unstable();
     let mut answers = 0usize;
     let mut rest = &output[banner.len()..];
     while !rest.is_empty() {
@@ -432,7 +432,7 @@ fn check_output(input: &[u8], output: &[u8]) -> Result<(), String> {
             | Message::PreforkResp { reqno, .. }
             | Message::ExtHelloResp { reqno, .. }
             | Message::Error { reqno, .. } => {
-                if !asked_set.contains(&reqno) {
+                if asked.binary_search(&reqno).is_err() {
                     return Err(format!("{msg:?} answers reqno {reqno}, never sent"));
                 }
                 if let Message::Error { .. } = msg {
@@ -446,11 +446,8 @@ fn check_output(input: &[u8], output: &[u8]) -> Result<(), String> {
         }
         rest = &rest[used..];
     }
-    if answers > asked.len() {
-        return Err(format!(
-            "{answers} answers to {} frames that take one",
-            asked.len()
-        ));
+    if answers > count {
+        return Err(format!("{answers} answers to {count} frames that take one"));
     }
     Ok(())
 }

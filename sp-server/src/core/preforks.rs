@@ -15,7 +15,10 @@
 //! gives the next deadline and the expired ones without a scan.
 
 use crate::kernel::ProcId;
-use sp_proto::Cookie;
+use sp_proto::{Cookie, COOKIE_LEN};
+
+/// Cookies drawn from the OS random source at once.
+const POOL_COOKIES: usize = 64;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -46,6 +49,10 @@ pub(crate) struct Registry {
     next_serial: u64,
     per_owner: HashMap<u64, usize>,
     hasher: RandomState,
+    /// Cookie bytes drawn from the OS and not handed out yet: one
+    /// `getrandom(2)` per [`POOL_COOKIES`] cookies instead of one each.
+    /// Every byte is used once.
+    pool: Vec<u8>,
     cap: usize,
     ttl: Duration,
     len: usize,
@@ -67,6 +74,7 @@ impl Registry {
             next_serial: 0,
             per_owner: HashMap::new(),
             hasher: RandomState::new(),
+            pool: Vec::new(),
             cap,
             ttl,
             len: 0,
@@ -92,8 +100,7 @@ impl Registry {
         if !self.has_room(owner) {
             return Err(PreforkError::Cap);
         }
-        let mut cookie = [0u8; 16];
-        getrandom::fill(&mut cookie).map_err(|_| PreforkError::Random)?;
+        let cookie = self.fresh_cookie()?;
         let h = self.hasher.hash_one(cookie);
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -106,6 +113,22 @@ impl Registry {
         self.expiry.push_back((now + self.ttl, h, serial));
         *self.per_owner.entry(owner).or_default() += 1;
         self.len += 1;
+        Ok(cookie)
+    }
+
+    /// Sixteen bytes from the OS random source never handed out before.
+    fn fresh_cookie(&mut self) -> Result<Cookie, PreforkError> {
+        if self.pool.len() < COOKIE_LEN {
+            let mut fresh = vec![0u8; COOKIE_LEN * POOL_COOKIES];
+            getrandom::fill(&mut fresh).map_err(|_| PreforkError::Random)?;
+            self.pool = fresh;
+        }
+        let at = self.pool.len() - COOKIE_LEN;
+        let mut cookie = [0u8; COOKIE_LEN];
+        cookie.copy_from_slice(&self.pool[at..]);
+        // Spent bytes leave memory at once (not just the pool's length).
+        self.pool[at..].fill(0);
+        self.pool.truncate(at);
         Ok(cookie)
     }
 
@@ -238,6 +261,19 @@ mod tests {
         assert!(r.has_room(1));
         assert_eq!(r.len(), 1);
         assert_eq!(r.drain(), vec![ProcId(4)]);
+    }
+
+    #[test]
+    fn cookies_are_never_handed_out_twice() {
+        let now = Instant::now();
+        let mut r = Registry::new(1, Duration::from_secs(5));
+        let mut seen = std::collections::HashSet::new();
+        // Past several refills of the pool.
+        for i in 0..5 * POOL_COOKIES as u64 {
+            let c = r.insert(i, ProcId(i), now).unwrap();
+            assert_ne!(c, [0u8; COOKIE_LEN]);
+            assert!(seen.insert(c), "cookie {c:?} handed out twice");
+        }
     }
 
     #[test]
