@@ -616,3 +616,26 @@ fn shutdown_ends_every_connection_and_releases_every_prefork() {
         "{acts:?}"
     );
 }
+
+#[test]
+fn a_recycled_argument_buffer_carries_only_the_next_calls_arguments() {
+    let mut s = Sim::new(config());
+    let h = s.accept();
+    s.guest(h);
+    let long = Message::Syscall {
+        reqno: 2,
+        sysnum: 4,
+        args: &[7u8; 24],
+    };
+    let call = calls(s.input(h, long)).pop().unwrap();
+    let done = call.done();
+    s.core.recycle(call.args);
+    s.core.call_done(done);
+    let short = Message::Syscall {
+        reqno: 3,
+        sysnum: 20,
+        args: &[1u8; 8],
+    };
+    let call = calls(s.input(h, short)).pop().unwrap();
+    assert_eq!(call.args, vec![1u8; 8]);
+}

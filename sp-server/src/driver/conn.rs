@@ -82,6 +82,9 @@ pub(crate) struct SendState {
 /// the client's next request brings anyway.
 pub(crate) struct Completions {
     done: Mutex<Vec<Done>>,
+    /// Whether `done` may hold any: the loop looks here, not in the
+    /// lock, on every turn.
+    any: AtomicBool,
     waker: Waker,
     /// System calls handed to the driver and not yet done (a counter for
     /// `Stats`, kept current without waking the loop).
@@ -92,6 +95,7 @@ impl Completions {
     pub(crate) fn new(waker: Waker) -> Completions {
         Completions {
             done: Mutex::new(Vec::new()),
+            any: AtomicBool::new(false),
             waker,
             syscalls: AtomicUsize::new(0),
         }
@@ -99,7 +103,12 @@ impl Completions {
 
     /// Swaps the completions left so far into `out` (empty on entry).
     pub(crate) fn take(&self, out: &mut Vec<Done>) {
-        std::mem::swap(&mut *self.done.lock(), out);
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let mut done = self.done.lock();
+        self.any.store(false, Ordering::Relaxed);
+        std::mem::swap(&mut *done, out);
     }
 
     pub(crate) fn wake(&self) {
@@ -464,7 +473,11 @@ impl Conn {
     pub(crate) fn complete(&self, done: Option<Done>) {
         let Some(done) = done else { return };
         let c = &self.completions;
-        c.done.lock().push(done);
+        {
+            let mut q = c.done.lock();
+            q.push(done);
+            c.any.store(true, Ordering::Release);
+        }
         c.syscalls.fetch_sub(1, Ordering::Relaxed);
         if self.watch.load(Ordering::Acquire) {
             c.wake();

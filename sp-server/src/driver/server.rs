@@ -330,6 +330,8 @@ impl Server {
                 &InlinePort(&port),
             );
             port.answer(res);
+            drop(port);
+            self.core.recycle(call.args);
             // After the answer: whatever the core sends because the call is
             // done (an exec's answer) follows it.
             return self.core.call_done(done);
@@ -450,12 +452,16 @@ impl Server {
     /// and must be read now.
     fn read_conn(&mut self, t: usize, short_read_ends: bool) {
         let mut budget = READ_BUDGET;
+        let Some(Some(conn)) = self.conns.get(t) else {
+            return;
+        };
+        let conn = conn.clone();
+        let h = conn.handle;
         loop {
-            let Some(Some(conn)) = self.conns.get(t) else {
+            // Gone meanwhile (the core closed it and the hangup was read).
+            if !matches!(self.conns.get(t), Some(Some(c)) if c.handle == h) {
                 return;
-            };
-            let conn = conn.clone();
-            let h = conn.handle;
+            }
             let now = Instant::now();
             if let Some(d) = self.core.deframer(h).filter(|d| d.is_detached()) {
                 if let Some((body, missing)) = d.detached_body() {
