@@ -172,6 +172,72 @@ pub enum Delivery {
     Refused,
 }
 
+/// Bytes the core sends: one of its own small frames (an answer, an
+/// error, a cookie), held in place, or the banner, shared. No allocation
+/// per frame; dereferences to the bytes.
+#[derive(Clone)]
+pub struct OutFrame(Out);
+
+#[derive(Clone)]
+enum Out {
+    Inline { len: u8, bytes: [u8; INLINE_FRAME] },
+    Shared(std::sync::Arc<[u8]>),
+}
+
+/// The largest frame the core sends: an EXT_HELLO answer (24 + 24 bytes).
+const INLINE_FRAME: usize = 64;
+
+impl OutFrame {
+    fn encode(msg: &Message<'_>) -> OutFrame {
+        let e = msg.encode();
+        let (head, payload) = (e.head(), e.payload);
+        let len = head.len() + payload.len();
+        if len <= INLINE_FRAME {
+            let mut bytes = [0u8; INLINE_FRAME];
+            bytes[..head.len()].copy_from_slice(head);
+            bytes[head.len()..len].copy_from_slice(payload);
+            // `len` fits: INLINE_FRAME is below 256.
+            return OutFrame(Out::Inline {
+                len: len as u8,
+                bytes,
+            });
+        }
+        let mut v = Vec::with_capacity(len);
+        v.extend_from_slice(head);
+        v.extend_from_slice(payload);
+        OutFrame(Out::Shared(v.into()))
+    }
+}
+
+impl std::ops::Deref for OutFrame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Out::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Out::Shared(b) => b,
+        }
+    }
+}
+
+impl fmt::Debug for OutFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OutFrame({} bytes)", self.len())
+    }
+}
+
+impl PartialEq<[u8]> for OutFrame {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<Vec<u8>> for OutFrame {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == **other
+    }
+}
+
 /// What the driver does next, in order.
 #[derive(Debug)]
 pub enum Action {
@@ -181,7 +247,7 @@ pub enum Action {
         /// To whom.
         conn: ConnHandle,
         /// A whole frame, or the banner.
-        frame: Vec<u8>,
+        frame: OutFrame,
     },
     /// End the connection: no more input is handled, calls waiting for
     /// the client fail. With `flush`, what is queued (an ERROR answer)
@@ -307,9 +373,12 @@ struct Conn {
     released: bool,
 }
 
+/// A slot of the connection table. The connection is boxed: the table
+/// stays 16 bytes a slot, so growing it copies (and leaves behind, in the
+/// allocator) little, and a slot left free holds no deframer.
 struct Slot {
     gen: u32,
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
 }
 
 /// A frame's body: borrowed from the read buffer, or received into a
@@ -338,7 +407,7 @@ impl Body<'_> {
 /// The protocol state of a whole server. See the [module docs](self).
 pub struct Core {
     config: Config,
-    banner: Vec<u8>,
+    banner: OutFrame,
     slots: Vec<Slot>,
     free: Vec<u32>,
     open: usize,
@@ -362,7 +431,7 @@ impl Core {
     /// A core with `config`'s limits; fails if its banner is malformed.
     pub fn new(config: &Config) -> Result<Core, BannerError> {
         Ok(Core {
-            banner: config.banner.format()?,
+            banner: OutFrame(Out::Shared(config.banner.format()?.into())),
             config: config.clone(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -421,18 +490,17 @@ impl Core {
     fn get(&self, h: ConnHandle) -> Option<&Conn> {
         let slot = self.slots.get(h.index())?;
         (slot.gen == h.gen).then_some(())?;
-        slot.conn.as_ref()
+        slot.conn.as_deref()
     }
 
     fn get_mut(&mut self, h: ConnHandle) -> Option<&mut Conn> {
         let slot = self.slots.get_mut(h.index())?;
         (slot.gen == h.gen).then_some(())?;
-        slot.conn.as_mut()
+        slot.conn.as_deref_mut()
     }
 
     fn send(&mut self, conn: ConnHandle, msg: &Message<'_>) {
-        let mut frame = Vec::with_capacity(msg.encoded_len());
-        msg.encode_into(&mut frame);
+        let frame = OutFrame::encode(msg);
         self.actions.push_back(Action::Send { conn, frame });
     }
 
@@ -465,7 +533,7 @@ impl Core {
         let h = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
-                slot.conn = Some(conn);
+                slot.conn = Some(Box::new(conn));
                 ConnHandle {
                     index: i,
                     gen: slot.gen,
@@ -478,7 +546,7 @@ impl Core {
                 })?;
                 self.slots.push(Slot {
                     gen: 0,
-                    conn: Some(conn),
+                    conn: Some(Box::new(conn)),
                 });
                 ConnHandle { index, gen: 0 }
             }
