@@ -82,3 +82,78 @@ fn a_kernel_without_fork_or_exec_gets_the_documented_defaults() {
     ));
     assert_eq!(a.syscall(4, 20, &[]).unwrap().0, 0);
 }
+
+/// A kernel whose call 55 answers early (`answer_now`) and then keeps
+/// running until the test lets it return; it records releases.
+struct EarlyAnswer {
+    go: crossbeam_channel::Receiver<()>,
+    returned: std::sync::atomic::AtomicBool,
+    released_while_running: std::sync::atomic::AtomicBool,
+    released: crossbeam_channel::Sender<ProcId>,
+}
+
+impl Kernel for EarlyAnswer {
+    fn spawn_guest(&self, _comm: &[u8], _port: Port) -> Result<ProcId, Errno> {
+        Ok(ProcId(2))
+    }
+
+    fn syscall(
+        &self,
+        _proc: ProcId,
+        sysnum: u32,
+        _args: &[u8],
+        port: &dyn ClientPort,
+    ) -> SysResult {
+        if sysnum != 55 {
+            return Err(Errno::ENOSYS);
+        }
+        port.answer_now(Ok([7, 0])).unwrap();
+        let _ = self.go.recv();
+        self.returned.store(true, Ordering::SeqCst);
+        Ok([0, 0])
+    }
+
+    fn release(&self, proc: ProcId) {
+        if !self.returned.load(Ordering::SeqCst) {
+            self.released_while_running.store(true, Ordering::SeqCst);
+        }
+        let _ = self.released.send(proc);
+    }
+
+    fn pid(&self, proc: ProcId) -> i32 {
+        proc.0 as i32
+    }
+}
+
+#[test]
+fn an_early_answer_does_not_end_the_call_for_the_server() {
+    let (go_tx, go) = crossbeam_channel::bounded(1);
+    let (released, released_rx) = crossbeam_channel::unbounded();
+    let k = Arc::new(EarlyAnswer {
+        go,
+        returned: Default::default(),
+        released_while_running: Default::default(),
+        released,
+    });
+    let s = TestServer::start(k.clone(), Transport::Unix);
+    let mut p = RawPeer::guest(&s.url(), "early").unwrap();
+    // The answer comes while the call still runs in the kernel.
+    assert_eq!(p.syscall(2, 55, &[]).unwrap(), (0, [7, 0]));
+    assert_eq!(s.server.stats().syscalls, 1, "the call still runs");
+    // The client leaves: its process must not be released under the call.
+    drop(p);
+    let gone = sp_testkit::peers::wait_for(std::time::Duration::from_secs(10), || {
+        s.server.stats().connections == 0
+    });
+    assert!(gone, "the server saw the client leave");
+    assert!(
+        released_rx.try_recv().is_err(),
+        "released while its call still ran"
+    );
+    go_tx.send(()).unwrap();
+    let proc = released_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("released once the call returned");
+    assert_eq!(proc, ProcId(2));
+    assert!(!k.released_while_running.load(Ordering::SeqCst));
+}

@@ -27,7 +27,7 @@ pub(crate) struct ConnPort {
     /// The bytes of buffers the call reads, sent with it (SYSCALL_SEG).
     segs: Option<Box<Segments>>,
     /// The call's completion for the core, handed over with its answer.
-    done: Mutex<Option<Done>>,
+    done: Option<Done>,
     /// The call's small copyouts not written yet, as whole frames: they go
     /// out with its answer in one write (one wakeup of the client instead
     /// of two), or before anything else the call sends. Allocated when
@@ -48,7 +48,7 @@ impl ConnPort {
             call: None,
             may_wait: false,
             segs: None,
-            done: Mutex::new(None),
+            done: None,
             held: Mutex::new(None),
         }
     }
@@ -69,7 +69,7 @@ impl ConnPort {
             call: Some((reqno, AtomicBool::new(false))),
             may_wait,
             segs,
-            done: Mutex::new(done),
+            done,
             held: Mutex::new(None),
         }
     }
@@ -109,16 +109,25 @@ impl ConnPort {
         true
     }
 
-    /// Sends the call's answer unless [`ClientPort::answer_now`] did, in
-    /// one write with the copyouts held back; the call's completion goes
-    /// to the core with the first answer sent.
-    pub(crate) fn answer(&self, res: SysResult) {
-        let done = self.done.lock().take();
+    /// The call returned: sends its answer unless
+    /// [`ClientPort::answer_now`] did, in one write with the copyouts held
+    /// back, and hands its completion to the core (with the answer, or at
+    /// once if the answer went out early).
+    pub(crate) fn finish(self, res: SysResult) {
+        let done = self.done;
+        if !self.send_answer(res, done) {
+            self.conn.complete(done);
+        }
+    }
+
+    /// Sends the answer if nobody has; `done` goes with it. False if it
+    /// was sent already (or this port serves no call).
+    fn send_answer(&self, res: SysResult, done: Option<Done>) -> bool {
         let Some((reqno, answered)) = &self.call else {
-            return self.conn.complete(done);
+            return false;
         };
         if answered.swap(true, Ordering::AcqRel) {
-            return self.conn.complete(done);
+            return false;
         }
         let msg = syscall_answer(*reqno, res);
         let held = self.held.lock().take();
@@ -133,6 +142,7 @@ impl ConnPort {
                 self.conn.send_parts(&held, &[], self.may_wait, done)
             }
         };
+        true
     }
 }
 
@@ -320,7 +330,8 @@ impl ClientPort for ConnPort {
     fn answer_now(&self, result: SysResult) -> Result<(), Errno> {
         match &self.call {
             Some(_) => {
-                self.answer(result);
+                // Without the completion: the call still runs.
+                self.send_answer(result, None);
                 Ok(())
             }
             None => Err(Errno::EOPNOTSUPP),

@@ -184,6 +184,7 @@ impl Server {
                     self.run_actions();
                 }
             }
+            self.publish_stats();
         }
         self.shutdown_all();
         Ok(())
@@ -294,7 +295,6 @@ impl Server {
                 Action::Release { proc } => self.kernel.release(proc),
             }
         }
-        self.publish_stats();
     }
 
     /// Copies the core's counters where [`ServerHandle::stats`] reads them.
@@ -329,8 +329,7 @@ impl Server {
                 &call.args,
                 &InlinePort(&port),
             );
-            port.answer(res);
-            drop(port);
+            port.finish(res);
             self.core.recycle(call.args);
             // After the answer: whatever the core sends because the call is
             // done (an exec's answer) follows it.
@@ -344,7 +343,7 @@ impl Server {
         self.shared.pool.execute(move || {
             let port = ConnPort::for_call(conn, call.reqno, true, call.segs, Some(done));
             let res = guarded_syscall(&*kernel, call.proc, call.sysnum, &call.args, &port);
-            port.answer(res);
+            port.finish(res);
         });
     }
 
