@@ -570,6 +570,8 @@ impl Server {
             }
             let _ = self.poll.poll(&mut events, Some(left));
         }
+        // What a handle reads after the stop: no prefork, no call left.
+        self.publish_stats();
         let left = deadline.saturating_duration_since(Instant::now());
         self.shared
             .pool
