@@ -292,7 +292,12 @@ impl Server {
                         c.watch.store(false, Ordering::Release);
                     }
                 }
-                Action::Release { proc } => self.kernel.release(proc),
+                Action::Release { proc } => {
+                    // A test (or operator) that sees the process gone finds
+                    // the counters current.
+                    self.publish_stats();
+                    self.kernel.release(proc)
+                }
             }
         }
     }
@@ -401,7 +406,9 @@ impl Server {
             Ok(h) => h,
             Err(why) => {
                 tracing::warn!("refusing client from {}: {why}", stream.peer_label());
-                self.run_actions();
+                // Counted before the stream closes: a refused client that
+                // sees the close finds the counters current.
+                self.publish_stats();
                 return;
             }
         };
