@@ -24,9 +24,10 @@
 //!   released exactly once, and after shutdown nothing is left: no call,
 //!   no process, no prefork, no connection.
 
+use crate::fuzz::Answers;
 use sp_proto::abi::Sysnum;
 use sp_proto::capture::to_hex;
-use sp_proto::{Class, Deframer, Errno, Frame, Handshake, Message, MsgType, HEADER_LEN};
+use sp_proto::{Deframer, Errno, Frame, Handshake, Message};
 use sp_server::core::{Action, Call, ConnHandle, Core, Delivery, DropReason, PeerInfo};
 use sp_server::{Config, ProcId};
 use std::sync::OnceLock;
@@ -393,29 +394,12 @@ pub fn fuzz_core_session(data: &[u8]) {
     assert_eq!(leaked, 0, "processes leaked");
 }
 
-/// Request numbers of the client frames that take an answer (every frame
-/// but a RESP), as far as the stream frames at the core's limit.
-fn answerable(data: &[u8]) -> Vec<u64> {
-    let mut dec = Deframer::new(CORE_MAX_FRAME);
-    dec.push(data);
-    let mut out = Vec::new();
-    while let Ok(Some(f)) = dec.next_frame() {
-        if f.header.class() != Class::RESP {
-            out.push(f.header.reqno());
-        }
-    }
-    out
-}
-
 fn check_output(input: &[u8], output: &[u8]) -> Result<(), String> {
     let banner = banner();
     if !output.starts_with(banner) {
         return Err("the output does not start with the banner".into());
     }
-    let mut asked = answerable(input);
-    let count = asked.len();
-    asked.sort_unstable();
-    let mut answers = 0usize;
+    let mut answers = Answers::new(input, CORE_MAX_FRAME);
     let mut rest = &output[banner.len()..];
     while !rest.is_empty() {
         let (frame, used) = match Frame::parse(rest, u64::MAX) {
@@ -426,28 +410,10 @@ fn check_output(input: &[u8], output: &[u8]) -> Result<(), String> {
         let msg = frame
             .message()
             .map_err(|e| format!("a frame that does not decode: {e}"))?;
-        match msg {
-            Message::HandshakeResp { reqno, .. }
-            | Message::SyscallResp { reqno, .. }
-            | Message::PreforkResp { reqno, .. }
-            | Message::ExtHelloResp { reqno, .. }
-            | Message::Error { reqno, .. } => {
-                if asked.binary_search(&reqno).is_err() {
-                    return Err(format!("{msg:?} answers reqno {reqno}, never sent"));
-                }
-                if let Message::Error { .. } = msg {
-                    if frame.header.typ() != MsgType(0) || used != HEADER_LEN {
-                        return Err("a malformed ERROR frame".into());
-                    }
-                }
-                answers += 1;
-            }
-            other => return Err(format!("the core sent {other:?}")),
+        if !answers.check(&msg, frame.header.typ(), &rest[..used])? {
+            return Err(format!("the core sent {msg:?}"));
         }
         rest = &rest[used..];
     }
-    if answers > count {
-        return Err(format!("{answers} answers to {count} frames that take one"));
-    }
-    Ok(())
+    answers.finish()
 }

@@ -253,18 +253,71 @@ fn run_session(s: &Session, data: &[u8]) -> io::Result<Vec<u8>> {
     })
 }
 
-/// Request numbers of the client frames that take an answer (every frame
-/// but a RESP), as far as the stream frames at the server's limit.
-fn answerable(data: &[u8]) -> Vec<u64> {
-    let mut dec = Deframer::new(SESSION_MAX_FRAME);
-    dec.push(data);
-    let mut out = Vec::new();
-    while let Ok(Some(f)) = dec.next_frame() {
-        if f.header.class() != Class::RESP {
-            out.push(f.header.reqno());
+/// The answers a session's output may hold: one per client frame that
+/// takes an answer (every frame but a RESP, as far as the input frames at
+/// the server's limit), each echoing such a frame's request number. Used
+/// by both session bodies (this one and [`crate::core_session`]).
+pub(crate) struct Answers {
+    /// Request numbers asked, sorted.
+    asked: Vec<u64>,
+    seen: usize,
+}
+
+impl Answers {
+    /// The answers `input` asks for, framed at `max_frame`.
+    pub(crate) fn new(input: &[u8], max_frame: u64) -> Answers {
+        let mut dec = Deframer::new(max_frame);
+        dec.push(input);
+        let mut asked = Vec::new();
+        while let Ok(Some(f)) = dec.next_frame() {
+            if f.header.class() != Class::RESP {
+                asked.push(f.header.reqno());
+            }
         }
+        asked.sort_unstable();
+        Answers { asked, seen: 0 }
     }
-    out
+
+    /// Checks `msg` (the whole frame is `raw`) if it is an answer: it
+    /// echoes a request number asked, and an ERROR is a bare header.
+    /// `Ok(false)` if it is not an answer at all.
+    pub(crate) fn check(
+        &mut self,
+        msg: &Message<'_>,
+        typ: MsgType,
+        raw: &[u8],
+    ) -> Result<bool, String> {
+        let reqno = match msg {
+            Message::HandshakeResp { reqno, .. }
+            | Message::SyscallResp { reqno, .. }
+            | Message::PreforkResp { reqno, .. }
+            | Message::ExtHelloResp { reqno, .. }
+            | Message::Error { reqno, .. } => *reqno,
+            _ => return Ok(false),
+        };
+        if self.asked.binary_search(&reqno).is_err() {
+            return Err(format!("{msg:?} answers reqno {reqno}, never sent"));
+        }
+        if let Message::Error { .. } = msg {
+            if typ != MsgType(0) || raw.len() != HEADER_LEN {
+                return Err(format!("malformed ERROR frame {}", to_hex(raw)));
+            }
+        }
+        self.seen += 1;
+        Ok(true)
+    }
+
+    /// No more answers than frames that take one.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        if self.seen > self.asked.len() {
+            return Err(format!(
+                "{} answers to {} frames that take one",
+                self.seen,
+                self.asked.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn check_output(banner: &[u8], input: &[u8], output: &[u8]) -> Result<(), String> {
@@ -277,9 +330,7 @@ fn check_output(banner: &[u8], input: &[u8], output: &[u8]) -> Result<(), String
             String::from_utf8_lossy(banner)
         ));
     }
-    let asked = answerable(input);
-    let asked_set: HashSet<u64> = asked.iter().copied().collect();
-    let mut answers = 0usize;
+    let mut answers = Answers::new(input, SESSION_MAX_FRAME);
     let mut server_reqnos = HashSet::new();
     let mut rest = &output[banner.len()..];
     while !rest.is_empty() {
@@ -296,41 +347,22 @@ fn check_output(banner: &[u8], input: &[u8], output: &[u8]) -> Result<(), String
                 to_hex(&rest[..used])
             )
         })?;
-        match msg {
-            Message::HandshakeResp { reqno, .. }
-            | Message::SyscallResp { reqno, .. }
-            | Message::PreforkResp { reqno, .. }
-            | Message::ExtHelloResp { reqno, .. }
-            | Message::Error { reqno, .. } => {
-                if !asked_set.contains(&reqno) {
-                    return Err(format!("{msg:?} answers reqno {reqno}, never sent"));
-                }
-                if let Message::Error { .. } = msg {
-                    if frame.header.typ() != MsgType(0) || used != HEADER_LEN {
-                        return Err(format!("malformed ERROR frame {}", to_hex(&rest[..used])));
+        if !answers.check(&msg, frame.header.typ(), &rest[..used])? {
+            match msg {
+                Message::CopyinReq { reqno, .. }
+                | Message::Copyout { reqno, .. }
+                | Message::AnonmmapReq { reqno, .. } => {
+                    if !server_reqnos.insert(reqno) {
+                        return Err(format!("the server reused its reqno {reqno} in {msg:?}"));
                     }
                 }
-                answers += 1;
+                Message::Raise { .. } => {}
+                other => return Err(format!("the server sent a client's message {other:?}")),
             }
-            Message::CopyinReq { reqno, .. }
-            | Message::Copyout { reqno, .. }
-            | Message::AnonmmapReq { reqno, .. } => {
-                if !server_reqnos.insert(reqno) {
-                    return Err(format!("the server reused its reqno {reqno} in {msg:?}"));
-                }
-            }
-            Message::Raise { .. } => {}
-            other => return Err(format!("the server sent a client's message {other:?}")),
         }
         rest = &rest[used..];
     }
-    if answers > asked.len() {
-        return Err(format!(
-            "{answers} answers to {} frames that take one",
-            asked.len()
-        ));
-    }
-    Ok(())
+    answers.finish()
 }
 
 /// Checks that the session server still serves a fresh guest (panics if
@@ -615,4 +647,47 @@ pub fn client_bytes_seeds() -> Vec<(String, Vec<u8>)> {
         ]),
     ));
     seeds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sp_proto::ErrorCode;
+
+    fn check(answers: &mut Answers, msg: Message<'_>) -> Result<bool, String> {
+        let raw = msg.to_vec();
+        let (frame, _) = Frame::parse(&raw, u64::MAX).unwrap().unwrap();
+        answers.check(&msg, frame.header.typ(), &raw)
+    }
+
+    #[test]
+    fn the_answer_oracle_takes_only_asked_and_well_formed_answers() {
+        let mut input = Message::Prefork { reqno: 7 }.to_vec();
+        Message::CopyinResp {
+            reqno: 8,
+            data: b"x",
+        }
+        .encode_into(&mut input);
+        let mut a = Answers::new(&input, SESSION_MAX_FRAME);
+        // A RESP takes no answer: only reqno 7 was asked.
+        let error = |reqno| Message::Error {
+            reqno,
+            code: ErrorCode::TRYAGAIN,
+        };
+        assert!(check(&mut a, error(8)).is_err());
+        assert_eq!(check(&mut a, error(7)), Ok(true));
+        assert_eq!(
+            check(&mut a, Message::Raise { reqno: 0, signo: 1 }),
+            Ok(false)
+        );
+        assert!(a.finish().is_ok());
+        // One answer more than asked.
+        assert_eq!(check(&mut a, error(7)), Ok(true));
+        assert!(a.finish().is_err());
+        // An ERROR with a body is malformed.
+        let mut b = Answers::new(&input, SESSION_MAX_FRAME);
+        let mut raw = error(7).to_vec();
+        raw.push(0);
+        assert!(b.check(&error(7), MsgType(0), &raw).is_err());
+    }
 }
