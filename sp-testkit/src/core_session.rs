@@ -276,17 +276,7 @@ impl Sim {
         while let Some(cookie) = self.cookies.pop() {
             let child = self.accept();
             let cancel = i32::from(cookie[0] & 1);
-            let mut b = Message::Handshake {
-                reqno: 1,
-                hs: Handshake::Fork { cookie, cancel },
-            }
-            .to_vec();
-            Message::Syscall {
-                reqno: 2,
-                sysnum: Sysnum::GETPID.0,
-                args: &[],
-            }
-            .encode_into(&mut b);
+            let b = handshake_then_getpid(Handshake::Fork { cookie, cancel });
             self.core.handle_bytes(child, self.now, &b);
             self.run();
             self.close(child);
@@ -311,17 +301,7 @@ impl Sim {
     /// A fresh guest's getpid is answered.
     fn probe(&mut self) {
         let h = self.accept();
-        let mut b = Message::Handshake {
-            reqno: 1,
-            hs: Handshake::Guest { comm: b"probe\0" },
-        }
-        .to_vec();
-        Message::Syscall {
-            reqno: 2,
-            sysnum: Sysnum::GETPID.0,
-            args: &[],
-        }
-        .encode_into(&mut b);
+        let b = handshake_then_getpid(Handshake::Guest { comm: b"probe\0" });
         self.input(h, &b);
         let out = std::mem::take(&mut self.peer(h).out);
         let mut dec = Deframer::new(u64::MAX);
@@ -335,6 +315,18 @@ impl Sim {
         assert!(answered, "a fresh guest is no longer served");
         self.close(h);
     }
+}
+
+/// A client's first bytes: handshake `hs` (reqno 1), then getpid (reqno 2).
+fn handshake_then_getpid(hs: Handshake<'_>) -> Vec<u8> {
+    let mut b = Message::Handshake { reqno: 1, hs }.to_vec();
+    Message::Syscall {
+        reqno: 2,
+        sysnum: Sysnum::GETPID.0,
+        args: &[],
+    }
+    .encode_into(&mut b);
+    b
 }
 
 /// One client session of arbitrary bytes against a fresh core (see the
