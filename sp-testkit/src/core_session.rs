@@ -215,7 +215,7 @@ impl Sim {
                     } else {
                         Ok(self.new_proc())
                     };
-                    self.core.spawned(conn, self.now, res);
+                    self.core.spawned(conn, res);
                 }
                 Action::Prefork { conn, parent } => {
                     self.asking(conn);
@@ -231,7 +231,7 @@ impl Sim {
                     // As the reference does: fork once more, release the prefork.
                     self.kill(prefork);
                     let child = self.new_proc();
-                    self.core.attached(conn, self.now, Ok(child));
+                    self.core.attached(conn, Ok(child));
                 }
                 Action::Syscall(call) => {
                     self.handed += 1;
@@ -265,7 +265,7 @@ impl Sim {
     }
 
     fn input(&mut self, h: ConnHandle, bytes: &[u8]) {
-        self.core.handle_bytes(h, self.now, bytes);
+        self.core.handle_bytes(h, bytes);
         self.run();
         self.claim_cookies();
     }
@@ -277,7 +277,7 @@ impl Sim {
             let child = self.accept();
             let cancel = i32::from(cookie[0] & 1);
             let b = handshake_then_getpid(Handshake::Fork { cookie, cancel });
-            self.core.handle_bytes(child, self.now, &b);
+            self.core.handle_bytes(child, &b);
             self.run();
             self.close(child);
         }

@@ -31,10 +31,10 @@
 //! assert!(matches!(core.poll_action(), Some(Action::Send { .. }))); // the banner
 //!
 //! let hs = Message::Handshake { reqno: 1, hs: Handshake::Guest { comm: b"ls\0" } };
-//! core.handle_bytes(conn, now, &hs.to_vec());
+//! core.handle_bytes(conn, &hs.to_vec());
 //! let Some(Action::SpawnGuest { comm, .. }) = core.poll_action() else { panic!() };
 //! assert_eq!(comm, b"ls");
-//! core.spawned(conn, now, Ok(ProcId(7)));
+//! core.spawned(conn, Ok(ProcId(7)));
 //! let Some(Action::Send { frame, .. }) = core.poll_action() else { panic!() };
 //! assert_eq!(frame, Message::HandshakeResp { reqno: 1, error: 0 }.to_vec());
 //! ```
@@ -698,18 +698,18 @@ impl Core {
     // ---- kernel results ----------------------------------------------
 
     /// The result of an [`Action::SpawnGuest`].
-    pub fn spawned(&mut self, conn: ConnHandle, now: Instant, res: Result<ProcId, Errno>) {
+    pub fn spawned(&mut self, conn: ConnHandle, res: Result<ProcId, Errno>) {
         let Some(Pending::Guest { reqno }) = self.take_pending(conn) else {
             if let Ok(p) = res {
                 self.actions.push_back(Action::Release { proc: p });
             }
             return;
         };
-        self.joined(conn, now, reqno, res);
+        self.joined(conn, reqno, res);
     }
 
     /// The result of an [`Action::Attach`].
-    pub fn attached(&mut self, conn: ConnHandle, now: Instant, res: Result<ProcId, Errno>) {
+    pub fn attached(&mut self, conn: ConnHandle, res: Result<ProcId, Errno>) {
         let Some(Pending::Attach { reqno, prefork }) = self.take_pending(conn) else {
             if let Ok(p) = res {
                 self.actions.push_back(Action::Release { proc: p });
@@ -720,10 +720,10 @@ impl Core {
             // Out of the registry, so no time-to-live reaches it.
             self.actions.push_back(Action::Release { proc: prefork });
         }
-        self.joined(conn, now, reqno, res);
+        self.joined(conn, reqno, res);
     }
 
-    fn joined(&mut self, conn: ConnHandle, now: Instant, reqno: u64, res: Result<ProcId, Errno>) {
+    fn joined(&mut self, conn: ConnHandle, reqno: u64, res: Result<ProcId, Errno>) {
         let Some(c) = self.get_mut(conn) else { return };
         match res {
             Ok(proc) => {
@@ -734,7 +734,7 @@ impl Core {
                 }
                 c.phase = Phase::Running;
                 self.send(conn, &Message::HandshakeResp { reqno, error: 0 });
-                self.drain_frames(conn, now);
+                self.drain_frames(conn);
             }
             Err(e) => {
                 if c.phase == Phase::Dead {
@@ -782,7 +782,7 @@ impl Core {
             }
         }
         self.settle(conn);
-        self.drain_frames(conn, now);
+        self.drain_frames(conn);
     }
 
     fn take_pending(&mut self, conn: ConnHandle) -> Option<Pending> {
@@ -823,7 +823,7 @@ impl Core {
     /// Bytes received on `conn`: every whole frame is handled (in place,
     /// when nothing was buffered), the rest kept for later. Ignored once
     /// the connection has ended.
-    pub fn handle_bytes(&mut self, conn: ConnHandle, now: Instant, mut bytes: &[u8]) {
+    pub fn handle_bytes(&mut self, conn: ConnHandle, mut bytes: &[u8]) {
         let Some(c) = self.get(conn) else { return };
         if c.phase == Phase::Dead {
             return;
@@ -833,7 +833,7 @@ impl Core {
             while self.takes_input(conn) {
                 match Frame::parse(bytes, max) {
                     Ok(Some((frame, used))) => {
-                        self.frame(conn, now, &frame.header, Body::Borrowed(frame.body));
+                        self.frame(conn, &frame.header, Body::Borrowed(frame.body));
                         bytes = &bytes[used..];
                     }
                     Ok(None) => break,
@@ -849,7 +849,7 @@ impl Core {
             Some(c) if bytes.is_empty() && c.deframer.buffered() == 0 => {}
             Some(c) if c.phase != Phase::Dead => {
                 c.deframer.push(bytes);
-                self.drain_frames(conn, now);
+                self.drain_frames(conn);
             }
             _ => {}
         }
@@ -865,8 +865,8 @@ impl Core {
     }
 
     /// Handles the whole frames a driver read into [`Core::deframer`].
-    pub fn handle_buffered(&mut self, conn: ConnHandle, now: Instant) {
-        self.drain_frames(conn, now);
+    pub fn handle_buffered(&mut self, conn: ConnHandle) {
+        self.drain_frames(conn);
     }
 
     /// Whether `conn` handles input now: live, and not waiting for a
@@ -876,11 +876,11 @@ impl Core {
             .is_some_and(|c| c.phase != Phase::Dead && c.pending.is_none())
     }
 
-    fn drain_frames(&mut self, conn: ConnHandle, now: Instant) {
+    fn drain_frames(&mut self, conn: ConnHandle) {
         while self.takes_input(conn) {
             let Some(c) = self.get_mut(conn) else { return };
             if let Some((header, body)) = c.deframer.take_detached() {
-                self.frame(conn, now, &header, Body::Owned(body));
+                self.frame(conn, &header, Body::Owned(body));
                 continue;
             }
             // The frame borrows the deframer, which lives in the table the
@@ -889,7 +889,7 @@ impl Core {
             let res = match deframer.next_frame() {
                 Ok(Some(f)) => {
                     let header = f.header;
-                    self.frame(conn, now, &header, Body::Borrowed(f.body));
+                    self.frame(conn, &header, Body::Borrowed(f.body));
                     Ok(true)
                 }
                 Ok(None) => Ok(false),
@@ -910,7 +910,7 @@ impl Core {
         }
     }
 
-    fn frame(&mut self, conn: ConnHandle, now: Instant, h: &Header, body: Body<'_>) {
+    fn frame(&mut self, conn: ConnHandle, h: &Header, body: Body<'_>) {
         let reqno = h.reqno();
         match h.class() {
             Class::RESP => {
@@ -933,7 +933,7 @@ impl Core {
             Class::REQ if self.get(conn).is_some_and(|c| c.phase == Phase::New) => {
                 self.first_request(conn, h, body.bytes())
             }
-            Class::REQ => self.request(conn, now, h, body),
+            Class::REQ => self.request(conn, h, body),
             // The class is checked before the handshake state.
             _ => self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST),
         }
@@ -996,7 +996,7 @@ impl Core {
         }
     }
 
-    fn request(&mut self, conn: ConnHandle, now: Instant, h: &Header, body: Body<'_>) {
+    fn request(&mut self, conn: ConnHandle, h: &Header, body: Body<'_>) {
         let reqno = h.reqno();
         let Some(c) = self.get(conn) else { return };
         let (Some(proc), in_exec) = (c.proc, c.exec.is_some()) else {
@@ -1050,13 +1050,13 @@ impl Core {
                 let reason = DropReason::Misbehaved(Misbehaviour::PreforkDuringExec);
                 self.error_close(conn, reqno, ErrorCode::INEXEC, reason)
             }
-            MsgType::PREFORK => self.prefork(conn, now, proc, reqno),
+            MsgType::PREFORK => self.prefork(conn, proc, reqno),
             MsgType::EXT_HELLO if self.config.extensions => self.ext_hello(conn, reqno, body),
             _ => self.error(conn, reqno, ErrorCode::MALFORMED_REQUEST),
         }
     }
 
-    fn prefork(&mut self, conn: ConnHandle, _now: Instant, parent: ProcId, reqno: u64) {
+    fn prefork(&mut self, conn: ConnHandle, parent: ProcId, reqno: u64) {
         if !self.preforks.has_room(conn.key()) {
             tracing::warn!(
                 "{conn}: prefork refused, {} unclaimed already",

@@ -53,7 +53,7 @@ impl Sim {
     }
 
     fn input(&mut self, h: ConnHandle, msg: Message<'_>) -> Vec<Action> {
-        self.core.handle_bytes(h, self.now, &msg.to_vec());
+        self.core.handle_bytes(h, &msg.to_vec());
         self.actions()
     }
 
@@ -69,7 +69,7 @@ impl Sim {
             matches!(acts.as_slice(), [Action::SpawnGuest { conn, comm }] if *conn == h && comm == b"t")
         );
         let p = self.proc();
-        self.core.spawned(h, self.now, Ok(p));
+        self.core.spawned(h, Ok(p));
         assert_eq!(sends(&self.actions()), vec![hs_resp(1)]);
         p
     }
@@ -145,13 +145,13 @@ fn a_guest_handshake_waits_for_the_kernel_then_its_calls_run() {
     // kernel's answer to the handshake.
     let mut bytes = guest_hs(1).to_vec();
     bytes.extend(syscall(2).to_vec());
-    s.core.handle_bytes(h, s.now, &bytes);
+    s.core.handle_bytes(h, &bytes);
     let acts = s.actions();
     assert!(
         matches!(acts.as_slice(), [Action::SpawnGuest { .. }]),
         "{acts:?}"
     );
-    s.core.spawned(h, s.now, Ok(ProcId(7)));
+    s.core.spawned(h, Ok(ProcId(7)));
     let acts = s.actions();
     assert_eq!(sends(&acts), vec![hs_resp(1)]);
     let calls = calls(acts);
@@ -171,7 +171,7 @@ fn a_kernel_refusal_answers_rfork_failed_and_ends_the_connection() {
     let mut s = Sim::new(config());
     let h = s.accept();
     s.input(h, guest_hs(1));
-    s.core.spawned(h, s.now, Err(Errno::EAGAIN));
+    s.core.spawned(h, Err(Errno::EAGAIN));
     let acts = s.actions();
     assert_eq!(
         sends(&acts),
@@ -232,7 +232,7 @@ fn a_prefork_is_claimed_once_by_its_cookie() {
     assert!(
         matches!(acts.as_slice(), [Action::Attach { conn, prefork }] if *conn == fork && *prefork == child)
     );
-    s.core.attached(fork, s.now, Ok(ProcId(99)));
+    s.core.attached(fork, Ok(ProcId(99)));
     assert_eq!(sends(&s.actions()), vec![hs_resp(9)]);
     assert_eq!(s.core.stats().preforks, 0);
     // The same cookie again: refused, closed.
@@ -412,7 +412,7 @@ fn a_client_gone_mid_call_has_its_process_released_after_the_call() {
     assert_eq!(reused.index(), h.index());
     assert_ne!(reused, h);
     s.core.closed(h, DropReason::PeerClosed);
-    s.core.handle_bytes(h, s.now, &guest_hs(1).to_vec());
+    s.core.handle_bytes(h, &guest_hs(1).to_vec());
     assert!(s.actions().is_empty());
     assert!(s.core.is_live(reused));
 }
@@ -456,7 +456,7 @@ fn requests_before_the_handshake_and_bad_frames_end_the_connection() {
 
     let h = s.accept();
     let bad = Header::new(3, 1, Class::REQ, MsgType::SYSCALL, 0);
-    s.core.handle_bytes(h, s.now, &bad.to_bytes());
+    s.core.handle_bytes(h, &bad.to_bytes());
     let acts = s.actions();
     assert!(
         matches!(
@@ -524,7 +524,7 @@ fn segments_need_the_extension_and_count_against_the_budget() {
         let f = sp_proto::ext::SegFrame::new(reqno, 4, &[0u8; 8], &[(0x1000, &data[..])]).unwrap();
         f.to_vec(&[&data[..]])
     };
-    s.core.handle_bytes(h, s.now, &seg_frame(1));
+    s.core.handle_bytes(h, &seg_frame(1));
     assert_eq!(
         sends(&s.actions()),
         vec![Message::Error {
@@ -540,12 +540,12 @@ fn segments_need_the_extension_and_count_against_the_budget() {
         max_segment_bytes: 0,
     };
     s.input(h, Message::ExtHello { reqno: 50, hello });
-    s.core.handle_bytes(h, s.now, &seg_frame(2));
+    s.core.handle_bytes(h, &seg_frame(2));
     let first = calls(s.actions());
     assert_eq!(first.len(), 1);
     assert!(first[0].segs.is_some());
     // The second would pass the 100-byte budget while the first runs.
-    s.core.handle_bytes(h, s.now, &seg_frame(3));
+    s.core.handle_bytes(h, &seg_frame(3));
     assert_eq!(
         sends(&s.actions()),
         vec![Message::Error {
@@ -554,7 +554,7 @@ fn segments_need_the_extension_and_count_against_the_budget() {
         }]
     );
     s.core.call_done(first[0].done());
-    s.core.handle_bytes(h, s.now, &seg_frame(4));
+    s.core.handle_bytes(h, &seg_frame(4));
     assert_eq!(calls(s.actions()).len(), 1);
 }
 

@@ -9,7 +9,7 @@ use crate::driver::conn::{Completions, Conn};
 use crate::driver::handle::{RunningServer, ServerError, ServerHandle, Shared};
 use crate::driver::pool::Pool;
 use crate::driver::port::{ConnPort, InlinePort};
-use crate::kernel::{Carried, Kernel, Port};
+use crate::kernel::{Carried, Kernel, Port, ProcId};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use sp_proto::Errno;
@@ -243,35 +243,14 @@ impl Server {
                     }
                 }
                 Action::SpawnGuest { conn, comm } => {
-                    let res = match self.conn(conn) {
-                        Some(c) => {
-                            let port: Port = Arc::new(ConnPort::new(c.clone()));
-                            let res = self.kernel.spawn_guest(&comm, port);
-                            if let Ok(p) = res {
-                                let name = String::from_utf8_lossy(&comm).into_owned();
-                                *c.ident.lock() = (self.kernel.pid(p), name);
-                                tracing::debug!("{} joined", c.describe());
-                            }
-                            res
-                        }
-                        None => Err(Errno::ENOTCONN),
-                    };
-                    self.core.spawned(conn, Instant::now(), res);
+                    let name = String::from_utf8_lossy(&comm).into_owned();
+                    let res = self.join(conn, name, |k, port| k.spawn_guest(&comm, port));
+                    self.core.spawned(conn, res);
                 }
                 Action::Attach { conn, prefork } => {
-                    let res = match self.conn(conn) {
-                        Some(c) => {
-                            let port: Port = Arc::new(ConnPort::new(c.clone()));
-                            let res = self.kernel.attach_prefork(prefork, port);
-                            if let Ok(p) = res {
-                                *c.ident.lock() = (self.kernel.pid(p), "fork child".into());
-                                tracing::debug!("{} joined", c.describe());
-                            }
-                            res
-                        }
-                        None => Err(Errno::ENOTCONN),
-                    };
-                    self.core.attached(conn, Instant::now(), res);
+                    let name = "fork child".to_string();
+                    let res = self.join(conn, name, |k, port| k.attach_prefork(prefork, port));
+                    self.core.attached(conn, res);
                 }
                 Action::Prefork { conn, parent } => {
                     let res = self.kernel.prefork(parent);
@@ -300,6 +279,22 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Gives `conn` a process through `make` (spawn or attach), with a
+    /// port the kernel keeps; names the connection in log lines.
+    fn join(
+        &self,
+        conn: ConnHandle,
+        name: String,
+        make: impl FnOnce(&dyn Kernel, Port) -> Result<ProcId, Errno>,
+    ) -> Result<ProcId, Errno> {
+        let c = self.conn(conn).ok_or(Errno::ENOTCONN)?;
+        let port: Port = Arc::new(ConnPort::new(c.clone()));
+        let proc = make(&*self.kernel, port)?;
+        *c.ident.lock() = (self.kernel.pid(proc), name);
+        tracing::debug!("{} joined", c.describe());
+        Ok(proc)
     }
 
     /// Copies the core's counters where [`ServerHandle::stats`] reads them.
@@ -468,7 +463,6 @@ impl Server {
             if !matches!(self.conns.get(t), Some(Some(c)) if c.handle == h) {
                 return;
             }
-            let now = Instant::now();
             if let Some(d) = self.core.deframer(h).filter(|d| d.is_detached()) {
                 if let Some((body, missing)) = d.detached_body() {
                     let before = body.len();
@@ -484,7 +478,7 @@ impl Server {
                         Err(e) => return self.socket_gone(t, DropReason::Io(e.kind())),
                     };
                     if n > 0 {
-                        self.core.handle_buffered(h, now);
+                        self.core.handle_buffered(h);
                         self.run_actions();
                     }
                     if drained {
@@ -519,9 +513,9 @@ impl Server {
             match deframer {
                 Some(d) => {
                     d.commit(n);
-                    self.core.handle_buffered(h, now);
+                    self.core.handle_buffered(h);
                 }
-                None => self.core.handle_bytes(h, now, &self.scratch[..n]),
+                None => self.core.handle_bytes(h, &self.scratch[..n]),
             }
             self.run_actions();
             if n < offered && short_read_ends {
